@@ -1,0 +1,1 @@
+"""Notebook-side pieces of Pachón: widgets and the JupyterLab extension's Python half."""

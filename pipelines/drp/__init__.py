@@ -1,0 +1,1 @@
+"""Data release processing: coadds, catalogs, astrometry with proper motion and parallax."""

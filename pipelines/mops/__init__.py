@@ -1,0 +1,1 @@
+"""Moving-object processing: tracklets, linking and orbit fitting (a later issue)."""

@@ -1,0 +1,1 @@
+"""Prompt processing: per-visit calibration, image differencing, association and alerts."""

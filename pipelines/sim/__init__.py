@@ -1,0 +1,1 @@
+"""Survey simulator: sky model, cadence, instrument and images, with known truth."""

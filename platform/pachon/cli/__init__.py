@@ -1,0 +1,1 @@
+"""The ``pachon`` command-line tool."""

@@ -1,0 +1,2 @@
+"""The core every part imports: settings, the Butler data repository, the catalog layer,
+the platform state database, logging and progress display."""

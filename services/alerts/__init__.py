@@ -1,0 +1,1 @@
+"""Alert stream service: Kafka topics, the schema registry, filters and the archive (a later issue)."""

@@ -1,0 +1,1 @@
+"""User files over WebDAV (a later issue)."""

@@ -1,0 +1,1 @@
+"""Image services: ObsCore, SIA 2.0, SODA cutouts and DataLink (a later issue)."""

@@ -1,0 +1,1 @@
+"""The Bokeh web portal (a later issue)."""
