@@ -159,6 +159,11 @@ def write_fits(exposure: Exposure, target: str | Path | BinaryIO) -> None:
     fits.HDUList(hdus).writeto(target, overwrite=True, output_verify="exception", checksum=False)
 
 
+def _native(array: np.ndarray) -> np.ndarray:
+    """FITS stores big-endian; hand back native byte order (same values, same kind and size)."""
+    return np.array(array, dtype=array.dtype.newbyteorder("="))
+
+
 def read_fits(source: str | Path | bytes) -> Exposure:
     """Read a file written by :func:`write_fits` (or any CCDData-style MEF) bit for bit."""
     label = "<bytes>" if isinstance(source, bytes) else str(source)
@@ -174,8 +179,8 @@ def read_fits(source: str | Path | bytes) -> Exposure:
                 wcs = WCS(header) if "CTYPE1" in header else None
             unit = header.get("BUNIT") or "adu"
             mask = hdul["MASK"].data.astype(np.int32) if "MASK" in hdul else None
-            variance = hdul["UNCERT"].data if "UNCERT" in hdul else None
-            data = np.array(primary.data)
+            variance = _native(hdul["UNCERT"].data) if "UNCERT" in hdul else None
+            data = _native(primary.data)
     except ImageFormatError:
         raise
     except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -187,7 +192,7 @@ def read_fits(source: str | Path | bytes) -> Exposure:
         data,
         unit=unit,
         mask=mask,
-        uncertainty=None if variance is None else VarianceUncertainty(np.array(variance)),
+        uncertainty=None if variance is None else VarianceUncertainty(variance),
         wcs=wcs,
         meta=meta,
     )

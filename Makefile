@@ -1,0 +1,65 @@
+# Pachón — the two commands:
+#   make demo   set everything up and run the platform on a freshly simulated survey
+#   make test   install test dependencies, run the whole suite, then lint
+# Each target builds its own .venv (Python 3.11) when it is missing or stale.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+BIN         := $(VENV)/bin
+PRESET      ?= tiny
+SEED        ?= 42
+DEMO_DIR    ?= demo
+DEMO_REPO   := $(DEMO_DIR)/repo
+UP_ARGS     ?=
+PYTEST_ARGS ?=
+SOURCES     := platform services pipelines extensions
+
+.PHONY: help install demo test test-fast lint format bench clean system-deps
+
+help:
+	@echo "make demo    simulate a $(PRESET) survey into $(DEMO_REPO) and run the platform (PRESET=small for more)"
+	@echo "make test    the whole test suite, then lint (PACHON_REQUIRE_SERVICES=1 makes skips fail)"
+	@echo "make lint    ruff check, ruff format --check, mypy"
+	@echo "make bench   the benchmarks under benchmarks/ (figures go to benchmarks/RESULTS.md)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py
+	$(BIN)/python -m pip install -q -e ".[test,postgres]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+system-deps:
+	@bash scripts/system-deps
+
+demo: install
+	rm -rf $(DEMO_DIR)
+	$(BIN)/pachon repo create $(DEMO_REPO)
+	$(BIN)/pachon simulate --repo $(DEMO_REPO) --preset $(PRESET) --seed $(SEED)
+	$(BIN)/pachon up --repo $(DEMO_REPO) $(UP_ARGS)
+
+test: install
+	@bash scripts/system-deps || echo "system-deps could not run; tests needing those packages will skip"
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory lint
+
+test-fast: install
+	$(BIN)/python -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check $(SOURCES) tests benchmarks
+	$(BIN)/ruff format --check $(SOURCES) tests benchmarks
+	$(BIN)/mypy $(SOURCES)
+
+format: install
+	$(BIN)/ruff check --fix $(SOURCES) tests benchmarks
+	$(BIN)/ruff format $(SOURCES) tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(DEMO_DIR) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Alembic migrations of the platform state database (one file per revision in ``versions/``)."""
