@@ -28,7 +28,9 @@ if str(TESTS_DIR) not in sys.path:
 
 # Session fixtures shared across areas live in tests/fixtures/*.py; each area adds its own module.
 pytest_plugins = [
-    f"fixtures.{path.stem}" for path in sorted((TESTS_DIR / "fixtures").glob("*.py")) if path.stem != "__init__"
+    f"fixtures.{path.stem}"
+    for path in sorted((TESTS_DIR / "fixtures").glob("*.py"))
+    if path.stem != "__init__"
 ]
 
 
