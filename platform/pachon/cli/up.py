@@ -1,0 +1,151 @@
+"""``pachon up`` / ``pachon down`` / ``pachon status``: run the embedded platform."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+__all__ = ["register"]
+
+
+def _state_file(repo: Path) -> Path:
+    return repo / "state" / "up.json"
+
+
+def up(
+    repo: Annotated[Path, typer.Option(help="The data repository to serve.")] = Path("repo"),
+    port: Annotated[int, typer.Option(help="The one public port.")] = 8000,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")
+    ] = "127.0.0.1",
+    catalog: Annotated[
+        str | None, typer.Option(help="Catalog URL; default the repo's DuckDB catalog.")
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Start everything, verify it answers, then stop (for CI and tests)."),
+    ] = False,
+) -> None:
+    """Start the whole embedded platform and keep it running until Ctrl-C or `pachon down`.
+
+    Prepares the repo's catalog (empty DP1 and ObsCore schemas; simulator truth as schema
+    `sim`), starts every service that exists, waits until each is healthy, prints where to
+    look, and restarts a service that crashes.
+
+    Example: pachon up --repo demo/repo --port 8000
+    """
+    from pachon.core.repo import DataRepository
+    from pachon.up.platform import plan_platform, prepare_catalog
+    from pachon.up.supervisor import Supervisor, read_state
+
+    DataRepository.open(repo)  # clear error if the repo is missing
+    running = read_state(_state_file(repo))
+    if running:
+        typer.echo(
+            f"error: the platform already runs for {repo} (pid {running['pid']}); `pachon down --repo {repo}`",
+            err=True,
+        )
+        raise typer.Exit(2)
+    plan = plan_platform(repo, host=host, port=port, catalog_url=catalog)
+    for change in prepare_catalog(repo, plan.catalog_url):
+        typer.echo(f"catalog: added {change}")
+    supervisor = Supervisor(plan.components, state_file=_state_file(repo), log_dir=repo / "state" / "logs")
+    supervisor.install_signal_handlers()
+    try:
+        supervisor.start()
+        _banner(plan.components, plan.notes, repo)
+        if check:
+            _smoke_test(plan.components)
+            typer.echo("check passed: every component answered; stopping")
+            return
+        supervisor.supervise()
+    finally:
+        supervisor.stop()
+
+
+def _banner(components: list, notes: list[str], repo: Path) -> None:  # type: ignore[type-arg]
+    typer.echo("")
+    typer.echo("Pachón is up. Where to look:")
+    for component in components:
+        typer.echo(f"  {component.name:<8} {component.public_url}")
+    tap = next((c for c in components if c.name == "tap"), None)
+    if tap is not None:
+        typer.echo("")
+        typer.echo("Try it from Python:")
+        typer.echo(f"  import pyvo; svc = pyvo.dal.TAPService('{tap.public_url}')")
+        typer.echo("  svc.search('SELECT TOP 5 * FROM sim.truth_stars').to_table()")
+        typer.echo(f"or open {tap.public_url} in a browser, or point TOPCAT's TAP window at it.")
+    for note in notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"logs: {repo / 'state' / 'logs'}   status: pachon status --repo {repo}   stop: Ctrl-C")
+    typer.echo("")
+
+
+def _smoke_test(components: list) -> None:  # type: ignore[type-arg]
+    for component in components:
+        if not component.healthy(timeout=10):
+            raise RuntimeError(f"{component.name} stopped answering at {component.health_url}")
+    tap = next((c for c in components if c.name == "tap"), None)
+    if tap is not None:
+        response = httpx.get(
+            f"{tap.public_url}/sync",
+            params={"LANG": "ADQL", "QUERY": "SELECT COUNT(*) AS n FROM TAP_SCHEMA.tables"},
+            timeout=30,
+        )
+        if response.status_code != 200 or 'value="OK"' not in response.text:
+            raise RuntimeError(f"TAP query failed: HTTP {response.status_code}: {response.text[:500]}")
+        typer.echo("TAP answered a query on TAP_SCHEMA.tables")
+
+
+def down(
+    repo: Annotated[Path, typer.Option(help="The data repository being served.")] = Path("repo"),
+) -> None:
+    """Stop a platform started with `pachon up` (it shuts every component down cleanly).
+
+    Example: pachon down --repo demo/repo
+    """
+    from pachon.up.supervisor import read_state
+
+    state = read_state(_state_file(repo))
+    if state is None:
+        typer.echo(f"nothing runs for {repo}")
+        return
+    os.kill(int(state["pid"]), signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and read_state(_state_file(repo)) is not None:
+        time.sleep(0.2)
+    typer.echo(f"stopped the platform for {repo}")
+
+
+def status(
+    repo: Annotated[Path, typer.Option(help="The data repository being served.")] = Path("repo"),
+) -> None:
+    """Show every component's health, URL and restart count.
+
+    Example: pachon status --repo demo/repo
+    """
+    from pachon.up.supervisor import read_state
+
+    state = read_state(_state_file(repo))
+    if state is None:
+        typer.echo(f"nothing runs for {repo}; start it with `pachon up --repo {repo}`")
+        raise typer.Exit(1)
+    typer.echo(f"supervisor pid {state['pid']}")
+    for name, info in state["components"].items():
+        try:
+            ok = httpx.get(info["health"], timeout=3).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        typer.echo(f"  {name:<8} {'healthy' if ok else 'DOWN':<8} {info['url']}  restarts={info['restarts']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("down")(down)
+    app.command("status")(status)
