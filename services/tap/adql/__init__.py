@@ -1,0 +1,16 @@
+"""ADQL 2.1: parser (lark LALR grammar → typed tree) and translator to DuckDB and PostgreSQL SQL.
+
+Public API::
+
+    from pachon.services.tap.adql import parse, translate
+    tree = parse("SELECT TOP 10 ra, dec FROM dp1.Object")
+    tr = translate(tree, dialect="duckdb", resolver=resolver, limit=1001)
+    tr.sql, tr.columns, tr.top, tr.tables
+"""
+
+from __future__ import annotations
+
+from .errors import AdqlError, AdqlSemanticError, AdqlSyntaxError
+from .parser import parse
+
+__all__ = ["AdqlError", "AdqlSemanticError", "AdqlSyntaxError", "parse"]
