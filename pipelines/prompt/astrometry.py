@@ -1,0 +1,250 @@
+"""Astrometric calibration: match detected sources to the reference catalog and fit a TAN-SIP WCS.
+
+The nominal WCS in a raw header is off by the telescope's pointing error (arcseconds, i.e. tens of
+pixels), so a nearest-neighbour match would fail. We first find the offset by *voting*: every
+source–reference pair within the largest plausible error votes for its pixel offset in a 2-d
+histogram, and the true offset collects a peak of height ≈ the number of matched stars while
+random pairs spread thinly (Hough-style, as in astrometry.net's verification step). Then an
+affine refinement absorbs small rotation and scale errors, and astropy's
+``fit_wcs_from_points`` fits a TAN-SIP WCS with sigma-clipping, re-matching once with the new
+solution. The reference catalog is first propagated to the visit's epoch with its proper
+motions and parallaxes (Earth's barycentric position from astropy's built-in ephemeris).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord, get_body_barycentric
+from astropy.table import Table
+from astropy.time import Time
+from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs.utils import fit_wcs_from_points
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from pachon.pipelines.prompt.config import AstrometryConfig
+
+__all__ = ["AstrometryError", "AstrometryResult", "fit_astrometry", "propagate_refcat"]
+
+
+class AstrometryError(RuntimeError):
+    """The WCS fit failed (too few matches, or residuals beyond the configured limit)."""
+
+
+@dataclass
+class AstrometryResult:
+    """The fitted WCS and how good it is."""
+
+    wcs: WCS
+    n_matches: int
+    rms_mas: float
+    offset_px: tuple[float, float]
+    matches: Table
+
+
+def propagate_refcat(refcat: Table, epoch: Time) -> tuple[np.ndarray, np.ndarray]:
+    """Reference positions (deg) at ``epoch``: proper motion (mas/yr) and annual parallax (mas).
+
+    Columns used: ``ra``, ``dec`` (deg), ``pm_ra`` (μα cos δ) and ``pm_dec`` (mas/yr), ``parallax``
+    (mas, optional) and ``epoch`` (Julian year of the positions).
+    """
+    ra = np.asarray(refcat["ra"], dtype=float)
+    dec = np.asarray(refcat["dec"], dtype=float)
+    ref_epoch = (
+        np.asarray(refcat["epoch"], dtype=float) if "epoch" in refcat.colnames else np.full(len(ra), 2016.0)
+    )
+    dt = epoch.jyear - ref_epoch
+    pmra = np.nan_to_num(np.asarray(refcat["pm_ra"], dtype=float)) if "pm_ra" in refcat.colnames else 0.0
+    pmdec = np.nan_to_num(np.asarray(refcat["pm_dec"], dtype=float)) if "pm_dec" in refcat.colnames else 0.0
+    cosd = np.cos(np.radians(dec))
+    dra_mas = pmra * dt
+    ddec_mas = pmdec * dt
+    if "parallax" in refcat.colnames:
+        plx = np.nan_to_num(np.asarray(refcat["parallax"], dtype=float))
+        earth = get_body_barycentric("earth", epoch).xyz.to_value(u.au)
+        X, Y, Z = earth
+        a, d = np.radians(ra), np.radians(dec)
+        dra_mas = dra_mas + plx * (X * np.sin(a) - Y * np.cos(a))
+        ddec_mas = ddec_mas + plx * (X * np.cos(a) * np.sin(d) + Y * np.sin(a) * np.sin(d) - Z * np.cos(d))
+    return ra + dra_mas / 3.6e6 / cosd, dec + ddec_mas / 3.6e6
+
+
+def _vote_offset(src: np.ndarray, ref: np.ndarray, max_px: float) -> tuple[float, float, int]:
+    """Most common (ref − src) pixel offset among all pairs closer than ``max_px`` (and its votes)."""
+    tree = cKDTree(ref)
+    pairs = tree.query_ball_point(src, max_px)
+    d = [ref[js] - src[i] for i, js in enumerate(pairs) if js]
+    if not d:
+        return 0.0, 0.0, 0
+    diffs = np.concatenate(d)
+    nb = int(np.ceil(max_px)) * 2 + 1
+    hist, xe, ye = np.histogram2d(
+        diffs[:, 0], diffs[:, 1], bins=nb, range=[[-max_px, max_px], [-max_px, max_px]]
+    )
+    smooth = ndimage.uniform_filter(hist, 3, mode="constant") * 9
+    i, j = np.unravel_index(np.argmax(smooth), smooth.shape)
+    cx, cy = 0.5 * (xe[i] + xe[i + 1]), 0.5 * (ye[j] + ye[j + 1])
+    near = np.hypot(diffs[:, 0] - cx, diffs[:, 1] - cy) < 2.0
+    if near.sum() == 0:
+        return cx, cy, 0
+    return float(np.median(diffs[near, 0])), float(np.median(diffs[near, 1])), int(near.sum())
+
+
+def _match(a: np.ndarray, b: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one nearest matches of points ``a`` to ``b`` within ``radius``: index arrays (ia, ib)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    dist, ib = cKDTree(b).query(a, distance_upper_bound=radius)
+    ia = np.flatnonzero(np.isfinite(dist))
+    ib = ib[ia]
+    # keep the closest source for each reference
+    order = np.argsort(dist[ia])
+    _, first = np.unique(ib[order], return_index=True)
+    keep = order[first]
+    return ia[keep], ib[keep]
+
+
+def _residuals_mas(wcs: WCS, x: np.ndarray, y: np.ndarray, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    fra, fdec = wcs.all_pix2world(x, y, 0)
+    dra = (fra - ra) * np.cos(np.radians(dec)) * 3.6e6
+    ddec = (fdec - dec) * 3.6e6
+    return np.hypot(dra, ddec)
+
+
+def fit_astrometry(
+    sources: Table,
+    refcat: Table,
+    nominal_wcs: WCS,
+    epoch: Time,
+    shape: tuple[int, int],
+    *,
+    config: AstrometryConfig | None = None,
+) -> AstrometryResult:
+    """Fit a TAN-SIP WCS for one detector from its sources and the reference catalog.
+
+    Parameters
+    ----------
+    sources
+        Detected sources with 0-based pixel ``x``, ``y``, ``psfFlux`` (any unit) and ``snr``.
+    refcat
+        Reference stars (see :func:`propagate_refcat` for the columns).
+    nominal_wcs
+        The raw header's WCS (pointing error included).
+    epoch
+        The visit's mid-exposure time; references are propagated to it.
+    shape
+        Image shape (rows, columns).
+
+    Raises
+    ------
+    AstrometryError
+        with the number of matches and residual when the fit cannot be trusted.
+    """
+    config = config or AstrometryConfig()
+    ny, nx = shape
+    ra, dec = propagate_refcat(refcat, epoch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rx, ry = nominal_wcs.all_world2pix(ra, dec, 0)
+    scale_arcsec = float(np.sqrt(abs(np.linalg.det(nominal_wcs.pixel_scale_matrix))) * 3600)
+    max_px = config.max_offset_arcsec / scale_arcsec
+    inside = np.isfinite(rx) & (rx > -max_px) & (rx < nx + max_px) & (ry > -max_px) & (ry < ny + max_px)
+    ref_idx = np.flatnonzero(inside)
+    if len(ref_idx) < config.min_matches:
+        raise AstrometryError(
+            f"only {len(ref_idx)} reference stars fall on the detector (need {config.min_matches}); "
+            "check the refcat covers this visit and the nominal WCS is roughly right"
+        )
+    flux_col = next((c for c in refcat.colnames if c.endswith("_flux")), None)
+    if flux_col is not None:
+        ref_idx = ref_idx[np.argsort(-np.nan_to_num(np.asarray(refcat[flux_col])[ref_idx]))]
+    ref_idx = ref_idx[: config.max_sources]
+    good = np.isfinite(sources["x"]) & np.isfinite(sources["psfFlux"]) & (np.asarray(sources["snr"]) > 10)
+    for flag in ("flag_saturated", "flag_edge"):
+        if flag in sources.colnames:
+            good &= ~np.asarray(sources[flag])
+    src_idx = np.flatnonzero(good)
+    src_idx = src_idx[np.argsort(-np.asarray(sources["psfFlux"])[src_idx])][: config.max_sources]
+    sxy = np.column_stack([np.asarray(sources["x"])[src_idx], np.asarray(sources["y"])[src_idx]])
+    rxy = np.column_stack([rx[ref_idx], ry[ref_idx]])
+    dx, dy, votes = _vote_offset(sxy, rxy, max_px)
+    if votes < config.min_matches:
+        raise AstrometryError(
+            f"no consistent pointing offset within {config.max_offset_arcsec}″ ({votes} votes, "
+            f"need {config.min_matches}); raise astrometry.max_offset_arcsec if the pointing error is larger"
+        )
+    # affine refinement (rotation/scale errors), matching ever tighter
+    moved = sxy + [dx, dy]
+    affine = np.eye(3)
+    for radius in (4.0, 2.0):
+        ia, ib = _match(moved, rxy, radius)
+        if len(ia) < 6:
+            break
+        design = np.column_stack([sxy[ia], np.ones(len(ia))])
+        coeffs, *_ = np.linalg.lstsq(design, rxy[ib], rcond=None)
+        affine = coeffs
+        moved = np.column_stack([sxy, np.ones(len(sxy))]) @ affine
+
+    all_x = np.asarray(sources["x"], dtype=float)
+    all_y = np.asarray(sources["y"], dtype=float)
+    cand = np.flatnonzero(good)
+    wcs: WCS | None = None
+    keep_s = keep_r = np.zeros(0, int)
+    for iteration in range(3):
+        if wcs is None:
+            mxy = np.column_stack([all_x[cand], all_y[cand], np.ones(len(cand))]) @ affine
+            ia, ib = _match(mxy, np.column_stack([rx[inside], ry[inside]]), 2.0)
+            r_all = np.flatnonzero(inside)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                px, py = wcs.all_world2pix(ra[inside], dec[inside], 0)
+            ia, ib = _match(
+                np.column_stack([all_x[cand], all_y[cand]]),
+                np.column_stack([px, py]),
+                config.match_radius_arcsec / scale_arcsec,
+            )
+            r_all = np.flatnonzero(inside)
+        keep_s, keep_r = cand[ia], r_all[ib]
+        if len(keep_s) < config.min_matches:
+            raise AstrometryError(
+                f"only {len(keep_s)} source–reference matches (need {config.min_matches}) at iteration {iteration}"
+            )
+        degree = config.sip_degree if len(keep_s) >= 6 * (config.sip_degree + 1) else None
+        for _clip in range(3):
+            world = SkyCoord(ra[keep_r], dec[keep_r], unit="deg")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FITSFixedWarning)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                wcs = fit_wcs_from_points(
+                    (all_x[keep_s], all_y[keep_s]), world, proj_point="center", sip_degree=degree
+                )
+            resid = _residuals_mas(wcs, all_x[keep_s], all_y[keep_s], ra[keep_r], dec[keep_r])
+            sigma = np.median(resid) / 1.1774  # median of a 2-d Gaussian's radius is 1.1774 σ
+            ok = resid < config.clip_sigma * max(sigma, 5.0)
+            if ok.all():
+                break
+            keep_s, keep_r = keep_s[ok], keep_r[ok]
+    assert wcs is not None
+    resid = _residuals_mas(wcs, all_x[keep_s], all_y[keep_s], ra[keep_r], dec[keep_r])
+    rms = float(np.sqrt(np.mean(resid**2) / 2))  # per coordinate
+    if not np.isfinite(rms) or rms > config.max_rms_mas:
+        raise AstrometryError(
+            f"WCS fit residual {rms:.0f} mas rms per coordinate with {len(keep_s)} matches exceeds "
+            f"{config.max_rms_mas} mas"
+        )
+    matches = Table(
+        {
+            "source_index": keep_s,
+            "ref_index": np.asarray(refcat["id"])[keep_r] if "id" in refcat.colnames else keep_r,
+            "ref_row": keep_r,
+            "ref_ra": ra[keep_r],
+            "ref_dec": dec[keep_r],
+            "resid_mas": resid,
+        }
+    )
+    return AstrometryResult(wcs=wcs, n_matches=len(keep_s), rms_mas=rms, offset_px=(dx, dy), matches=matches)

@@ -1,0 +1,142 @@
+"""Background, detection and measurement primitives shared by the direct and difference images.
+
+All functions take plain arrays (image, variance, boolean bad-pixel mask) so the same code
+measures a visit image, a difference image or a coadd. Detection uses ``sep`` (SExtractor's
+algorithms as a library; ~2 s for 12k sources on 4k² here) with a matched filter built from
+the PSF model, so the threshold is a PSF signal-to-noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sep
+from astropy.table import Table
+
+from pachon.pipelines.prompt.psf import PsfModel
+
+__all__ = [
+    "aperture_photometry",
+    "detect",
+    "estimate_background",
+    "psf_photometry",
+]
+
+sep.set_extract_pixstack(5_000_000)
+sep.set_sub_object_limit(4096)
+
+
+def estimate_background(
+    image: np.ndarray, bad: np.ndarray, *, box: int = 128, filter_size: int = 3
+) -> np.ndarray:
+    """A smooth sky model (sep's SExtractor mesh background) with bad pixels excluded."""
+    data = np.ascontiguousarray(image, dtype=np.float32)
+    bkg = sep.Background(data, mask=bad, bw=box, bh=box, fw=filter_size, fh=filter_size)
+    return np.asarray(bkg.back(), dtype=np.float32)
+
+
+def _filter_kernel(psf: PsfModel) -> np.ndarray:
+    """A compact matched-filter kernel from the PSF (the central ±2σ, at least 3×3)."""
+    img = psf.image()
+    c = img.shape[0] // 2
+    half = int(min(c, max(1, np.ceil(2 * psf.sigma))))
+    return np.ascontiguousarray(img[c - half : c + half + 1, c - half : c + half + 1], dtype=np.float32)
+
+
+def detect(
+    image: np.ndarray,
+    variance: np.ndarray,
+    bad: np.ndarray,
+    psf: PsfModel,
+    *,
+    threshold: float = 5.0,
+    min_area: int = 5,
+    deblend: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Detect sources above ``threshold`` matched-filter sigma; returns (sep objects, segmentation map)."""
+    data = np.ascontiguousarray(np.where(bad, 0.0, image), dtype=np.float32)
+    var = np.ascontiguousarray(
+        np.where(bad | ~np.isfinite(variance) | (variance <= 0), 1e30, variance), dtype=np.float32
+    )
+    objs, seg = sep.extract(
+        data,
+        threshold,
+        var=var,
+        mask=bad,
+        minarea=min_area,
+        filter_kernel=_filter_kernel(psf),
+        filter_type="matched",
+        deblend_cont=0.005 if deblend else 1.0,
+        segmentation_map=True,
+    )
+    return objs, seg
+
+
+def psf_photometry(
+    image: np.ndarray,
+    variance: np.ndarray,
+    bad: np.ndarray,
+    psf: PsfModel,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    fit_radius: float | None = None,
+) -> Table:
+    """Linear PSF-flux fit at fixed positions (forced photometry when the positions come from elsewhere).
+
+    flux = Σ P·D/V / Σ P²/V and σ² = 1 / Σ P²/V over unmasked pixels within ``fit_radius``
+    (default 2·FWHM) of the position; also returns the reduced χ² of the fit and the fraction of
+    the PSF's weight that fell on masked pixels (large values mean the flux is extrapolated).
+    """
+    n = len(x)
+    flux = np.full(n, np.nan)
+    err = np.full(n, np.nan)
+    chi2 = np.full(n, np.nan)
+    masked_frac = np.ones(n)
+    size = psf.size
+    half = size // 2
+    ny, nx = image.shape
+    radius = fit_radius or max(2.0 * psf.fwhm, 3.0)
+    yy, xx = np.mgrid[:size, :size] - half
+    aperture = (xx**2 + yy**2) <= radius**2
+    for i in range(n):
+        if not (np.isfinite(x[i]) and np.isfinite(y[i])):
+            continue
+        ix, iy = int(round(x[i])), int(round(y[i]))
+        x0, x1 = max(ix - half, 0), min(ix + half + 1, nx)
+        y0, y1 = max(iy - half, 0), min(iy + half + 1, ny)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        model = psf.image(x[i], y[i], dx=x[i] - ix, dy=y[i] - iy)
+        sub = (slice(y0 - iy + half, y1 - iy + half), slice(x0 - ix + half, x1 - ix + half))
+        p = model[sub]
+        ap = aperture[sub]
+        d = image[y0:y1, x0:x1]
+        v = variance[y0:y1, x0:x1]
+        ok = ap & ~bad[y0:y1, x0:x1] & np.isfinite(d) & (v > 0)
+        total = (model * aperture).sum()
+        masked_frac[i] = 1.0 - (p * ok).sum() / total if total > 0 else 1.0
+        if ok.sum() < 3:
+            continue
+        w = p[ok] ** 2 / v[ok]
+        denom = w.sum()
+        if denom <= 0:
+            continue
+        f = (p[ok] * d[ok] / v[ok]).sum() / denom
+        flux[i] = f
+        err[i] = 1.0 / np.sqrt(denom)
+        chi2[i] = ((d[ok] - f * p[ok]) ** 2 / v[ok]).sum() / max(ok.sum() - 1, 1)
+    return Table({"flux": flux, "fluxErr": err, "chi2": chi2, "maskedFraction": masked_frac})
+
+
+def aperture_photometry(
+    image: np.ndarray, variance: np.ndarray, bad: np.ndarray, x: np.ndarray, y: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Circular-aperture flux, error and sep flags (masked pixels excluded; sep flag bit 0x10 if any)."""
+    data = np.ascontiguousarray(image, dtype=np.float32)
+    var = np.ascontiguousarray(np.where(np.isfinite(variance), variance, 0.0), dtype=np.float32)
+    if len(x) == 0:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int16)
+    flux, err, flag = sep.sum_circle(
+        data, np.asarray(x, float), np.asarray(y, float), radius, var=var, mask=bad, subpix=5
+    )
+    return np.asarray(flux), np.asarray(err), np.asarray(flag)
