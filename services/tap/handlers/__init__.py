@@ -1,0 +1,1 @@
+"""Thin FastAPI routers of the TAP service: parse the request, call one service, answer."""

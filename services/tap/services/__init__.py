@@ -1,0 +1,1 @@
+"""Business logic of the TAP service: queries, UWS jobs, VOSI metadata, history."""

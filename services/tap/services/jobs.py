@@ -1,0 +1,345 @@
+"""UWS 1.1 job management for ``/async``.
+
+Jobs live in the state database (so they survive a restart) and run in a small thread
+pool of this process: no process per job, so a short async query completes in
+milliseconds and ``WAIT`` returns as soon as the job finishes (the runner wakes waiters
+through an :class:`asyncio.Event` per job). ``EXECUTIONDURATION`` is enforced by a timer
+that cancels the running query on the database (:class:`~.cancel.QueryHandle`); ``ABORT``
+does the same. A reaper deletes jobs and their files once ``DESTRUCTION`` has passed.
+On start, jobs a dead process left QUEUED/EXECUTING become ERROR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from anyio import to_thread
+
+from ..config import TapConfig
+from ..exceptions import (
+    ExecutionTimeoutError,
+    JobAbortedError,
+    JobNotFoundError,
+    ParameterError,
+    PermissionDeniedError,
+    TapError,
+    UwsStateError,
+)
+from ..models.job import ACTIVE_PHASES, Job, Phase
+from ..models.params import TapParams
+from ..models.user import User
+from ..storage.files import ResultFiles
+from ..storage.jobs import JobStore
+from ..storage.util import utcnow
+from .cancel import QueryHandle
+from .query import QueryService, UploadData
+
+__all__ = ["RESTART_MESSAGE", "JobService"]
+
+RESTART_MESSAGE = "the TAP service restarted while the job ran; resubmit the job"
+
+
+class JobService:
+    """Create, run, wait for, abort and destroy UWS jobs of their owners."""
+
+    def __init__(
+        self,
+        *,
+        config: TapConfig,
+        store: JobStore,
+        files: ResultFiles,
+        queries: QueryService,
+        logger: logging.Logger,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._files = files
+        self._queries = queries
+        self._logger = logger
+        self._executor = ThreadPoolExecutor(max_workers=config.async_workers, thread_name_prefix="tap-job")
+        self._events: dict[str, asyncio.Event] = {}
+        self._handles: dict[str, QueryHandle] = {}
+        self._handles_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    # Lifecycle -------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Mark jobs that a previous process left running as ERROR (called at start)."""
+        ids = self._store.fail_interrupted(RESTART_MESSAGE, utcnow())
+        if ids:
+            self._logger.warning("%d async job(s) were running when the service stopped: %s", len(ids), ids)
+        return ids
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    def close(self) -> None:
+        with self._handles_lock:
+            handles = list(self._handles.values())
+        for handle in handles:
+            handle.cancel("shutdown")
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    # Queries ---------------------------------------------------------------------
+    async def create(
+        self,
+        user: User,
+        parameters: Mapping[str, list[str]],
+        inline_uploads: Mapping[str, bytes],
+    ) -> Job:
+        """Create a PENDING job (and start it if PHASE=RUN was sent)."""
+        tap_params = TapParams.from_mapping(dict(parameters))  # validate early: bad LANG is a 400
+        for spec in tap_params.uploads:
+            part = spec.inline_part
+            if part is not None and part not in inline_uploads:
+                raise ParameterError(
+                    f"UPLOAD={spec.name},{spec.uri} names the multipart part {part!r}, but the request "
+                    "has no such part; send the table as multipart/form-data with that part name"
+                )
+        now = utcnow()
+        limits = self._config.limits
+        job = Job(
+            job_id=secrets.token_hex(8),
+            owner=user.name,
+            run_id=tap_params.runid,
+            phase=Phase.PENDING,
+            parameters={
+                name: ";".join(values) if name == "upload" else values[-1]
+                for name, values in parameters.items()
+                if name != "phase"
+            },
+            creation_time=now,
+            destruction=now + timedelta(days=limits.destruction_days),
+            execution_duration=limits.async_execution_duration_s,
+        )
+
+        def _persist() -> None:
+            for spec in tap_params.uploads:
+                part = spec.inline_part
+                if part is not None:
+                    self._files.save_upload(job.job_id, spec.name, inline_uploads[part])
+            self._store.add(job)
+
+        await to_thread.run_sync(_persist)
+        phase = parameters.get("phase")
+        if phase and phase[-1].upper() == "RUN":
+            return await self.run(user, job.job_id)
+        return job
+
+    async def get(self, user: User, job_id: str) -> Job:
+        job = await to_thread.run_sync(self._store.get, job_id)
+        if job is None:
+            raise JobNotFoundError(
+                f"no job {job_id!r} here: it may have been destroyed; list yours at /async"
+            )
+        if job.owner != user.name:
+            raise PermissionDeniedError(f"job {job_id!r} belongs to another user")
+        return job
+
+    async def list(
+        self, user: User, *, phases: list[Phase], after: datetime | None, last: int | None
+    ) -> list[Job]:
+        return await to_thread.run_sync(
+            lambda: self._store.list(owner=user.name, phases=phases, after=after, last=last)
+        )
+
+    async def wait(self, user: User, job_id: str, timeout_s: float, phase: Phase | None) -> Job:
+        """UWS blocking: return when the phase changes (or differs from ``phase``) or time is up."""
+        if timeout_s < 0 or timeout_s > self._config.max_wait_s:
+            timeout_s = self._config.max_wait_s
+        deadline = time.monotonic() + timeout_s
+        while True:
+            event = self._events.setdefault(job_id, asyncio.Event())
+            job = await self.get(user, job_id)
+            if job.phase not in ACTIVE_PHASES or (phase is not None and job.phase != phase):
+                return job
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return job
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return await self.get(user, job_id)
+            phase = job.phase if phase is None else phase
+
+    async def run(self, user: User, job_id: str) -> Job:
+        """PHASE=RUN: queue the job and hand it to the worker pool."""
+        job = await self.get(user, job_id)
+        if job.phase == Phase.PENDING:
+            moved = await to_thread.run_sync(
+                lambda: self._store.transition(job_id, [Phase.PENDING], Phase.QUEUED)
+            )
+            if moved:
+                self._submit(job_id)
+                job = job.model_copy(update={"phase": Phase.QUEUED})
+        elif job.phase not in ACTIVE_PHASES:
+            raise UwsStateError(f"job {job_id} is {job.phase.value} and cannot run again; create a new job")
+        return job
+
+    async def abort(self, user: User, job_id: str) -> Job:
+        job = await self.get(user, job_id)
+        if job.phase in (Phase.PENDING, Phase.QUEUED, Phase.HELD, Phase.SUSPENDED):
+            await to_thread.run_sync(
+                lambda: self._store.transition(
+                    job_id,
+                    [Phase.PENDING, Phase.QUEUED, Phase.HELD, Phase.SUSPENDED],
+                    Phase.ABORTED,
+                    end_time=utcnow(),
+                )
+            )
+            self._notify(job_id)
+        elif job.phase == Phase.EXECUTING:
+            with self._handles_lock:
+                handle = self._handles.get(job_id)
+            if handle is not None:
+                handle.cancel("abort")
+        return await self.get(user, job_id)
+
+    async def delete(self, user: User, job_id: str) -> None:
+        job = await self.get(user, job_id)
+        if job.phase == Phase.EXECUTING:
+            await self.abort(user, job_id)
+        await to_thread.run_sync(self._destroy, job_id)
+
+    async def set_destruction(self, user: User, job_id: str, when: datetime) -> Job:
+        await self.get(user, job_id)
+        latest = utcnow() + timedelta(days=self._config.limits.destruction_days)
+        await to_thread.run_sync(lambda: self._store.update(job_id, destruction=min(when, latest)))
+        return await self.get(user, job_id)
+
+    async def set_execution_duration(self, user: User, job_id: str, seconds: int) -> Job:
+        job = await self.get(user, job_id)
+        if job.phase != Phase.PENDING:
+            raise UwsStateError(
+                f"job {job_id} is {job.phase.value}; EXECUTIONDURATION can change only while PENDING"
+            )
+        hard = self._config.limits.async_max_execution_duration_s
+        value = hard if seconds <= 0 else min(seconds, hard)
+        await to_thread.run_sync(lambda: self._store.update(job_id, execution_duration=value))
+        return await self.get(user, job_id)
+
+    async def update_parameters(self, user: User, job_id: str, parameters: Mapping[str, list[str]]) -> Job:
+        job = await self.get(user, job_id)
+        if job.phase != Phase.PENDING:
+            raise UwsStateError(
+                f"job {job_id} is {job.phase.value}; parameters can change only while PENDING"
+            )
+        merged = dict(job.parameters)
+        for name, values in parameters.items():
+            merged[name] = values[-1]
+        TapParams.from_mapping({name: [value] for name, value in merged.items()})
+        await to_thread.run_sync(lambda: self._store.update(job_id, parameters=merged))
+        return await self.get(user, job_id)
+
+    async def reap(self) -> int:
+        """Destroy every job whose destruction time has passed; return how many."""
+        expired = await to_thread.run_sync(self._store.expired, utcnow())
+        for job in expired:
+            with self._handles_lock:
+                handle = self._handles.get(job.job_id)
+            if handle is not None:
+                handle.cancel("abort")
+            await to_thread.run_sync(self._destroy, job.job_id)
+        if expired:
+            self._logger.info("destroyed %d expired job(s)", len(expired))
+        return len(expired)
+
+    # Internals --------------------------------------------------------------------
+    def _destroy(self, job_id: str) -> None:
+        self._store.delete(job_id)
+        self._files.remove(job_id)
+
+    def _submit(self, job_id: str) -> None:
+        assert self._loop is not None, "JobService.start() was not called"
+        future = self._loop.run_in_executor(self._executor, self._execute, job_id)
+        self._tasks.add(future)
+        future.add_done_callback(self._tasks.discard)
+
+    def _notify(self, job_id: str) -> None:
+        event = self._events.pop(job_id, None)
+        if event is not None:
+            event.set()
+
+    def _notify_threadsafe(self, job_id: str) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._notify, job_id)
+
+    def _execute(self, job_id: str) -> None:
+        """Run one job in a worker thread, from QUEUED to COMPLETED, ERROR or ABORTED."""
+        job = self._store.get(job_id)
+        if job is None or not self._store.transition(
+            job_id, [Phase.QUEUED], Phase.EXECUTING, start_time=utcnow()
+        ):
+            return
+        self._notify_threadsafe(job_id)
+        handle = QueryHandle()
+        with self._handles_lock:
+            self._handles[job_id] = handle
+        timer = threading.Timer(job.execution_duration, handle.cancel, args=("timeout",))
+        timer.daemon = True
+        timer.start()
+        try:
+            params = TapParams.from_mapping(
+                {
+                    name: value.split(";") if name == "upload" else [value]
+                    for name, value in job.parameters.items()
+                }
+            )
+            uploads: dict[str, UploadData] = {}
+            for spec in params.uploads:
+                if spec.inline_part is not None:
+                    uploads[spec.name] = UploadData(path=self._files.upload_path(job_id, spec.name))
+            outcome = self._queries.run_to_file(
+                owner=job.owner,
+                job_id=job_id,
+                params=params,
+                uploads=uploads,
+                path_for=lambda ext: self._files.result_path(job_id, ext),
+                handle=handle,
+                execution_duration=job.execution_duration,
+            )
+            self._store.transition(
+                job_id,
+                [Phase.EXECUTING],
+                Phase.COMPLETED,
+                end_time=utcnow(),
+                result_path=str(outcome.path),
+                result_mime=outcome.mime,
+                result_rows=outcome.rows,
+                result_bytes=outcome.size,
+            )
+        except JobAbortedError as exc:
+            self._store.transition(
+                job_id, [Phase.EXECUTING], Phase.ABORTED, end_time=utcnow(), error_message=exc.message
+            )
+        except (TapError, ExecutionTimeoutError) as exc:
+            self._store.transition(
+                job_id, [Phase.EXECUTING], Phase.ERROR, end_time=utcnow(), error_message=exc.message
+            )
+        except Exception as exc:  # a bug: keep the job honest and log the traceback
+            self._logger.exception("async job %s failed", job_id)
+            self._store.transition(
+                job_id,
+                [Phase.EXECUTING],
+                Phase.ERROR,
+                end_time=utcnow(),
+                error_message=f"internal error while running the query ({type(exc).__name__}: {exc}); "
+                "please report it",
+            )
+        finally:
+            timer.cancel()
+            with self._handles_lock:
+                self._handles.pop(job_id, None)
+            self._notify_threadsafe(job_id)
+
+    def result_file(self, job: Job) -> Path | None:
+        return Path(job.result_path) if job.result_path else None

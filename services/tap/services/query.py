@@ -1,0 +1,344 @@
+"""Running one ADQL query: parse, translate, execute, encode; shared by /sync and /async.
+
+Flow (all of it in a worker thread, never on the event loop):
+
+1. uploads (``TAP_UPLOAD.name``) are read into Arrow tables (inline parts, stored files
+   of async jobs, or SSRF-guarded http(s) URLs) and registered with the catalog;
+2. the ADQL is parsed and translated for the catalog's dialect with
+   ``limit = MAXREC + 1``: one row more than the client may get, so OVERFLOW is reported
+   only when rows were really cut (pyvo#687, daiquiri#359); the translator combines it
+   with TOP, which makes MAXREC override TOP;
+3. the SQL runs on a pooled catalog connection attached to a :class:`~.cancel.QueryHandle`
+   (time limits and ABORT interrupt it on the database);
+4. Arrow record batches stream into the chosen writer; a trailing QUERY_STATUS INFO says
+   OK, OVERFLOW or ERROR (DALI §5.5).
+
+``MAXREC=0`` answers with the metadata only (the SQL still runs with ``LIMIT 0``, which
+validates the query against the database). Every query lands in the history.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pachon.core.catalog import CatalogDatabase
+from pachon.core.catalog.model import ColumnInfo
+
+from .. import adql, formats
+from ..config import TapConfig
+from ..exceptions import ExecutionTimeoutError, JobAbortedError, QueryError, TapError, UploadError
+from ..models.params import TapParams
+from ..storage.history import HistoryStore
+from ..storage.util import utcnow
+from .cancel import QueryHandle
+
+__all__ = ["FileOutcome", "QueryService", "SyncAnswer", "UploadData"]
+
+_BATCH_ROWS = 65_536
+_INLINE_LIMIT_BYTES = 4 << 20
+"""Sync answers smaller than this are sent in one piece (fast path); larger ones stream."""
+
+
+@dataclass
+class UploadData:
+    """Where one uploaded table's bytes are: in memory (sync), in a file (async) or at a URL."""
+
+    data: bytes | None = None
+    path: Path | None = None
+
+
+@dataclass
+class FileOutcome:
+    """An async result written to disk."""
+
+    path: Path
+    mime: str
+    rows: int
+    size: int
+
+
+@dataclass
+class SyncAnswer:
+    """A sync result: its MIME type and body (whole, or an iterator of chunks to stream)."""
+
+    mime: str
+    body: bytes | None = None
+    chunks: Iterator[bytes] | None = None
+
+
+@dataclass
+class _Run:
+    """Bookkeeping of one execution: rows sent, overflow, error, timing."""
+
+    owner: str
+    mode: str
+    query: str
+    job_id: str | None
+    started_at: datetime = field(default_factory=utcnow)
+    t0: float = field(default_factory=time.perf_counter)
+    rows: int = 0
+    overflow: bool = False
+    error: str | None = None
+    recorded: bool = False
+
+
+class QueryService:
+    """Executes TAP queries against the catalog database and records them in the history."""
+
+    def __init__(
+        self,
+        *,
+        config: TapConfig,
+        catalog: CatalogDatabase,
+        history: HistoryStore,
+        logger: logging.Logger,
+    ) -> None:
+        self._config = config
+        self._catalog = catalog
+        self._history = history
+        self._logger = logger
+
+    # Public API ----------------------------------------------------------------------
+    def run_sync(self, *, owner: str, params: TapParams, uploads: dict[str, UploadData]) -> SyncAnswer:
+        """Run a sync query; small results come back whole, large ones as a chunk iterator."""
+        run = _Run(owner=owner, mode="sync", query=params.query, job_id=None)
+        handle = QueryHandle()
+        timer = threading.Timer(self._config.limits.sync_timeout_s, handle.cancel, args=("timeout",))
+        timer.daemon = True
+        try:
+            fmt = self._negotiate(params)
+            timer.start()
+            chunks = self._execute(run, params, uploads, handle, fmt, self._config.limits.sync_timeout_s)
+            first: list[bytes] = []
+            size = 0
+            for chunk in chunks:
+                first.append(chunk)
+                size += len(chunk)
+                if size > _INLINE_LIMIT_BYTES:
+                    break
+            else:
+                timer.cancel()
+                self._record(run)
+                return SyncAnswer(mime=fmt.mime, body=b"".join(first))
+        except TapError as exc:
+            timer.cancel()
+            run.error = exc.message
+            self._record(run)
+            raise
+        except BaseException:
+            timer.cancel()
+            raise
+
+        def _rest() -> Iterator[bytes]:
+            try:
+                yield from first
+                yield from chunks
+            finally:
+                timer.cancel()
+                self._record(run)
+
+        return SyncAnswer(mime=fmt.mime, chunks=_rest())
+
+    def run_to_file(
+        self,
+        *,
+        owner: str,
+        job_id: str,
+        params: TapParams,
+        uploads: dict[str, UploadData],
+        path_for: Callable[[str], Path],
+        handle: QueryHandle,
+        execution_duration: float,
+    ) -> FileOutcome:
+        """Run an async job's query and write its result file."""
+        run = _Run(owner=owner, mode="async", query=params.query, job_id=job_id)
+        try:
+            fmt = self._negotiate(params)
+            path = path_for(fmt.extension)
+            size = 0
+            with path.open("wb") as out:
+                for chunk in self._execute(run, params, uploads, handle, fmt, execution_duration):
+                    out.write(chunk)
+                    size += len(chunk)
+            if run.error is not None:
+                raise QueryError(run.error)
+            return FileOutcome(path=path, mime=fmt.mime, rows=run.rows, size=size)
+        except TapError as exc:
+            run.error = exc.message
+            raise
+        finally:
+            self._record(run)
+
+    # Steps ------------------------------------------------------------------------------
+    def _negotiate(self, params: TapParams) -> formats.OutputFormat:
+        try:
+            return formats.negotiate(params.responseformat)
+        except formats.FormatError as exc:
+            raise QueryError(str(exc)) from None
+
+    def _maxrec(self, params: TapParams) -> int:
+        limits = self._config.limits
+        maxrec = limits.maxrec_default if params.maxrec is None else params.maxrec
+        return min(maxrec, limits.maxrec_hard)
+
+    def _load_uploads(self, params: TapParams, uploads: dict[str, UploadData]) -> dict[str, Any]:
+        limits = self._config.limits
+        tables: dict[str, Any] = {}
+        for spec in params.uploads:
+            try:
+                if spec.inline_part is None:
+                    table, columns = formats.fetch_upload_url(
+                        spec.uri,
+                        max_bytes=limits.upload_max_bytes,
+                        max_rows=limits.upload_max_rows,
+                        allow_private=limits.upload_allow_private_hosts,
+                    )
+                else:
+                    source = uploads.get(spec.name)
+                    if source is None:
+                        raise UploadError(
+                            f"UPLOAD={spec.name},{spec.uri}: the request has no multipart part "
+                            f"{spec.inline_part!r}; send the table as multipart/form-data with that part name"
+                        )
+                    data = source.data if source.data is not None else source.path.read_bytes()  # type: ignore[union-attr]
+                    if len(data) > limits.upload_max_bytes:
+                        raise UploadError(
+                            f"upload {spec.name!r} has {len(data)} bytes, more than the limit of "
+                            f"{limits.upload_max_bytes}; upload fewer rows or columns"
+                        )
+                    table, columns = formats.read_upload(data, max_rows=limits.upload_max_rows)
+            except formats.UploadFormatError as exc:
+                raise UploadError(f"upload {spec.name!r}: {exc}") from None
+            tables[spec.name] = (table, columns)
+        return tables
+
+    def _execute(
+        self,
+        run: _Run,
+        params: TapParams,
+        uploads: dict[str, UploadData],
+        handle: QueryHandle,
+        fmt: formats.OutputFormat,
+        time_limit: float,
+    ) -> Iterator[bytes]:
+        """Prepare eagerly (so errors surface before the first byte), then stream lazily."""
+        maxrec = self._maxrec(params)
+        upload_tables = self._load_uploads(params, uploads)
+        session = self._catalog.session(uploads={name: t for name, (t, _c) in upload_tables.items()})
+        try:
+            try:
+                tree = adql.parse(params.query)
+                translation = adql.translate(
+                    tree, dialect=self._catalog.dialect, resolver=session.resolve, limit=maxrec + 1
+                )
+            except adql.AdqlError as exc:
+                raise QueryError(str(exc)) from None
+            columns = list(translation.columns)
+            conn = session.connection()
+            handle.attach(conn)
+            try:
+                batches = self._fetch(conn, translation.sql, columns, limit=0 if maxrec == 0 else None)
+                first = next(batches, None)
+            except Exception as exc:
+                handle.detach()
+                session.close()
+                raise self._db_error(exc, handle, time_limit) from None
+        except BaseException:
+            session.close()
+            raise
+
+        def _limited() -> Iterator[pa.RecordBatch]:
+            try:
+                pending = first
+                while pending is not None:
+                    if maxrec == 0:
+                        run.overflow = True
+                        return
+                    room = maxrec - run.rows
+                    if pending.num_rows > room:
+                        if room > 0:
+                            yield pending.slice(0, room)
+                            run.rows += room
+                        run.overflow = True
+                        return
+                    run.rows += pending.num_rows
+                    yield pending
+                    pending = next(batches, None)
+            except TapError as exc:
+                run.error = exc.message
+            except Exception as exc:
+                run.error = self._db_error(exc, handle, time_limit).message
+            finally:
+                handle.detach()
+                session.close()
+
+        def _status() -> tuple[str, str | None]:
+            if run.error is not None:
+                return "ERROR", run.error
+            if run.overflow:
+                return "OVERFLOW", f"the result was cut at MAXREC={maxrec} rows; ask for more with MAXREC"
+            return "OK", None
+
+        return fmt.write(columns, _limited(), status=_status)
+
+    def _fetch(
+        self, conn: Any, sql: str, columns: list[ColumnInfo], limit: int | None
+    ) -> Iterator[pa.RecordBatch]:
+        if limit == 0:
+            sql = f"SELECT * FROM ({sql}) AS pachon_q LIMIT 0"
+        cursor = conn.cursor()
+        cursor.execute(sql)
+        if hasattr(cursor, "fetch_record_batch"):  # DuckDB: Arrow all the way
+            reader = cursor.fetch_record_batch(_BATCH_ROWS)
+            return iter(reader)
+        return formats.rows_to_batches(_fetchmany(cursor), columns)
+
+    def _db_error(self, exc: Exception, handle: QueryHandle, time_limit: float) -> TapError:
+        if handle.reason == "timeout":
+            return ExecutionTimeoutError(
+                f"the query ran longer than its time limit of {time_limit:g} s and was cancelled; "
+                "restrict it (smaller region, TOP, fewer columns) or run it as an async job"
+            )
+        if handle.reason in ("abort", "shutdown"):
+            return JobAbortedError("the job was aborted while it ran")
+        if isinstance(exc, TapError):
+            return exc
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return QueryError(f"the database rejected the query: {message}")
+
+    def _record(self, run: _Run) -> None:
+        if run.recorded:
+            return
+        run.recorded = True
+        status = "ERROR" if run.error else ("OVERFLOW" if run.overflow else "OK")
+        try:
+            self._history.record(
+                owner=run.owner,
+                mode=run.mode,
+                job_id=run.job_id,
+                query=run.query,
+                started_at=run.started_at,
+                duration_s=time.perf_counter() - run.t0,
+                row_count=None if run.error else run.rows,
+                status=status,
+                error_message=run.error,
+            )
+        except Exception:  # history must never break a query
+            self._logger.exception("could not record the query in the history")
+
+
+def _fetchmany(cursor: Any) -> Iterator[list[tuple[Any, ...]]]:
+    while True:
+        rows = cursor.fetchmany(_BATCH_ROWS)
+        if not rows:
+            return
+        yield rows
