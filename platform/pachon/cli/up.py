@@ -6,7 +6,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -55,13 +55,15 @@ def up(
     plan = plan_platform(repo, host=host, port=port, catalog_url=catalog)
     for change in prepare_catalog(repo, plan.catalog_url):
         typer.echo(f"catalog: added {change}")
-    supervisor = Supervisor(plan.components, state_file=_state_file(repo), log_dir=repo / "state" / "logs")
+    supervisor = Supervisor(
+        plan.components, state_file=_state_file(repo), log_dir=repo / "state" / "logs", checks=plan.checks
+    )
     supervisor.install_signal_handlers()
     try:
         supervisor.start()
         _banner(plan.components, plan.notes, repo)
         if check:
-            _smoke_test(plan.components)
+            _smoke_test(plan)
             typer.echo("check passed: every component answered; stopping")
             return
         supervisor.supervise()
@@ -70,37 +72,49 @@ def up(
 
 
 def _banner(components: list, notes: list[str], repo: Path) -> None:  # type: ignore[type-arg]
+    from pachon.hub.config import read_admins
+    from pachon.hub.spec import hub_state_dir
+
+    hub = next((c for c in components if c.name == "hub"), None)
     typer.echo("")
     typer.echo("Pachón is up. Where to look:")
     for component in components:
-        typer.echo(f"  {component.name:<8} {component.public_url}")
+        typer.echo(f"  {component.name:<10} {component.public_url}")
+    if hub is not None:
+        base = hub.public_url.rstrip("/")
+        typer.echo("")
+        typer.echo(f"Open {base}/login in a browser.")
+        if not read_admins(hub_state_dir(repo)):
+            typer.echo(f"  No admin yet: create one with `pachon user add NAME --admin --repo {repo}`.")
+        typer.echo(f"  New users sign up at {base}/signup; an admin approves them at {base}/authorize.")
+        typer.echo(
+            f"  Tokens for TOPCAT or scripts: {base}/token (or `pachon token create NAME --repo {repo}`)."
+        )
     tap = next((c for c in components if c.name == "tap"), None)
     if tap is not None:
         typer.echo("")
-        typer.echo("Try it from Python:")
-        typer.echo(f"  import pyvo; svc = pyvo.dal.TAPService('{tap.public_url}')")
-        typer.echo("  svc.search('SELECT TOP 5 * FROM sim.truth_stars').to_table()")
-        typer.echo(f"or open {tap.public_url} in a browser, or point TOPCAT's TAP window at it.")
+        typer.echo("From a notebook on the hub:  import pachon.client; svc = pachon.client.tap()")
+        typer.echo(f"From elsewhere (with a token): pyvo.dal.TAPService('{tap.public_url}', session=...)")
+        typer.echo("  svc.search('SELECT TOP 5 * FROM TAP_SCHEMA.tables').to_table()")
     for note in notes:
         typer.echo(f"note: {note}")
     typer.echo(f"logs: {repo / 'state' / 'logs'}   status: pachon status --repo {repo}   stop: Ctrl-C")
     typer.echo("")
 
 
-def _smoke_test(components: list) -> None:  # type: ignore[type-arg]
-    for component in components:
+def _smoke_test(plan: Any) -> None:
+    for component in plan.components:
         if not component.healthy(timeout=10):
             raise RuntimeError(f"{component.name} stopped answering at {component.health_url}")
-    tap = next((c for c in components if c.name == "tap"), None)
+    for name, (_url, health) in plan.checks.items():
+        if httpx.get(health, timeout=10).status_code != 200:
+            raise RuntimeError(f"{name} does not answer at {health}")
+    tap = next((c for c in plan.components if c.name == "tap"), None)
     if tap is not None:
-        response = httpx.get(
-            f"{tap.public_url}/sync",
-            params={"LANG": "ADQL", "QUERY": "SELECT COUNT(*) AS n FROM TAP_SCHEMA.tables"},
-            timeout=30,
-        )
-        if response.status_code != 200 or 'value="OK"' not in response.text:
-            raise RuntimeError(f"TAP query failed: HTTP {response.status_code}: {response.text[:500]}")
-        typer.echo("TAP answered a query on TAP_SCHEMA.tables")
+        response = httpx.get(f"{tap.public_url}/availability", timeout=30)
+        if response.status_code != 200:
+            raise RuntimeError(f"TAP availability failed through the proxy: HTTP {response.status_code}")
+        typer.echo("TAP answered /availability through the hub's proxy")
 
 
 def down(
@@ -142,7 +156,9 @@ def status(
             ok = httpx.get(info["health"], timeout=3).status_code == 200
         except httpx.HTTPError:
             ok = False
-        typer.echo(f"  {name:<8} {'healthy' if ok else 'DOWN':<8} {info['url']}  restarts={info['restarts']}")
+        typer.echo(
+            f"  {name:<10} {'healthy' if ok else 'DOWN':<8} {info['url']}  restarts={info['restarts']}"
+        )
 
 
 def register(app: typer.Typer) -> None:

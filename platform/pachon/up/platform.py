@@ -1,12 +1,16 @@
-"""What ``pachon up`` runs today, and how it prepares the repo's catalog first.
+"""What ``pachon up`` runs, and how it prepares the repo's catalog first.
 
-Components (each a supervised child process, bound to loopback unless ``--host`` says
-otherwise):
+Components (each a supervised child process; only the proxy binds the public address):
 
-* ``tap``: the TAP service on the repo's catalog (``duckdb:///<repo>/catalog/``), at
-  ``http://HOST:PORT/tap``. Until the JupyterHub issue lands, TAP is the front door on
-  ``--port`` and runs in anonymous mode (it says so in its banner); the hub then takes
-  the port and TAP moves behind it at ``/services/tap``.
+* ``tap``: the TAP service on the repo's catalog, on a loopback port, behind the hub at
+  ``/services/tap`` with hub login (``custom:tap:read``; ``availability``/``capabilities``
+  anonymous);
+* ``discovery``: the anonymous service-discovery document at ``/services/discovery/``;
+* ``hub``: JupyterHub (loopback port) which starts configurable-http-proxy on ``--host:--port``
+  and the idle culler, with the config of :mod:`pachon.hub.config`.
+
+Services start before the hub (they only need it when a request arrives), so the hub's proxy
+has somewhere to send ``/services/<name>/`` as soon as it is up.
 
 Before starting, the catalog gets the empty DP1 and ObsCore schemas (so TAP_SCHEMA shows
 what a release will hold) and, when the repo holds simulator truth, the schema ``sim``
@@ -16,18 +20,32 @@ data release is processed.
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pachon.core.logging import get_logger
-from pachon.up.supervisor import Component, PortInUseError, port_is_free
+from pachon.hub.scopes import SERVICE_SCOPES
+from pachon.hub.settings import HubSettings, load_hub_settings
+from pachon.hub.spec import PlatformSpec, ServiceSpec, hub_state_dir, load_secrets, save_secrets
+from pachon.up.supervisor import Component, PortInUseError, free_port, port_is_free
 
-__all__ = ["PlatformPlan", "plan_platform", "prepare_catalog"]
+__all__ = ["PlatformPlan", "find_proxy", "plan_platform", "prepare_catalog"]
 
 log = get_logger(__name__)
 
 TRUTH_TABLES = {"truth_stars": "sim.truth_stars", "truth_galaxies": "sim.truth_galaxies"}
+PROXY_BIN = (
+    Path(__file__).resolve().parent.parent
+    / "hub"
+    / "proxy"
+    / "node_modules"
+    / ".bin"
+    / "configurable-http-proxy"
+)
 
 
 @dataclass
@@ -37,6 +55,9 @@ class PlatformPlan:
     components: list[Component]
     catalog_url: str
     notes: list[str]
+    spec: PlatformSpec | None = None
+    checks: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Extra health checks shown by ``pachon status``: name → (public URL, health URL)."""
 
 
 def catalog_url_for(repo: Path, explicit: str | None) -> str:
@@ -45,7 +66,11 @@ def catalog_url_for(repo: Path, explicit: str | None) -> str:
 
 def prepare_catalog(repo: Path, catalog_url: str) -> list[str]:
     """Create the standard schemas and publish simulator truth (idempotent); return what changed."""
-    from pachon.core.catalog import open_catalog
+    try:
+        from pachon.core.catalog import open_catalog  # type: ignore[attr-defined]
+    except ImportError as exc:
+        log.warning("the catalog layer is not available (%s); serving the catalog as it is", exc)
+        return []
 
     changed: list[str] = []
     (repo / "catalog").mkdir(parents=True, exist_ok=True)
@@ -81,38 +106,177 @@ def _publish_truth(repo: Path, catalog: object) -> list[str]:
     return published
 
 
-def plan_platform(repo: Path, *, host: str, port: int, catalog_url: str | None = None) -> PlatformPlan:
-    """Decide the components and their addresses; a taken port is a clear error."""
+def find_proxy() -> list[str]:
+    """The configurable-http-proxy command: ``PACHON_HUB_PROXY``, the one ``make`` installed, or PATH."""
+    explicit = os.environ.get("PACHON_HUB_PROXY")
+    if explicit:
+        return explicit.split()
+    if PROXY_BIN.exists():
+        return [str(PROXY_BIN)]
+    found = shutil.which("configurable-http-proxy")
+    if found:
+        return [found]
+    raise FileNotFoundError(
+        "configurable-http-proxy is not installed: run `scripts/build-platform-js` (or `make`), which "
+        f"installs it with npm into {PROXY_BIN.parent.parent.parent}, or set PACHON_HUB_PROXY to its path"
+    )
+
+
+def _public_host(host: str) -> str:
+    """The host name a browser should use for a bind address (a wildcard means this machine's name)."""
+    if host in ("0.0.0.0", "::", ""):
+        return socket.getfqdn()
+    return host
+
+
+def plan_platform(
+    repo: Path,
+    *,
+    host: str,
+    port: int,
+    catalog_url: str | None = None,
+    hub_settings: HubSettings | None = None,
+) -> PlatformPlan:
+    """Decide the components, their ports and the hub spec; a taken port is a clear error."""
+    import pachon
+
     if not port_is_free(host, port):
         raise PortInUseError(
             f"port {port} on {host} is already in use (another `pachon up`? check `pachon status --repo {repo}`); "
             f"stop that process or choose another port with --port"
         )
+    settings = hub_settings or load_hub_settings()
+    repo = repo.resolve()
     url = catalog_url_for(repo, catalog_url)
-    base = f"http://{host}:{port}"
+    state = hub_state_dir(repo)
+    state.mkdir(parents=True, exist_ok=True)
+    os.chmod(state, 0o700)
+    public_url = f"http://{_public_host(host)}:{port}"
+    internal_host = "127.0.0.1" if host in ("0.0.0.0", "::", "", "127.0.0.1", "localhost") else host
+    internal_url = f"http://{internal_host}:{port}"
+    tap_port, discovery_port, hub_port, proxy_api_port = (free_port() for _ in range(4))
+
+    tap_problem = _tap_unavailable()
+    services = [
+        ServiceSpec(
+            name="tap",
+            upstream=f"http://127.0.0.1:{tap_port}",
+            description="IVOA TAP 1.1 (ADQL 2.1) on the catalog: sync, async (UWS), uploads, TAP_SCHEMA.",
+            oauth_scopes=SERVICE_SCOPES["tap"],
+            health_path="availability",
+        ),
+        ServiceSpec(
+            name="discovery",
+            upstream=f"http://127.0.0.1:{discovery_port}",
+            description="Where every service of this platform lives (anonymous JSON).",
+            health_path="health",
+        ),
+    ]
+    if tap_problem:
+        services = [s for s in services if s.name != "tap"]
+    spec = PlatformSpec(
+        repo=str(repo),
+        public_url=public_url,
+        internal_url=internal_url,
+        bind_host=host,
+        port=port,
+        hub_port=hub_port,
+        proxy_api_port=proxy_api_port,
+        state_dir=str(state),
+        python=sys.executable,
+        proxy_command=find_proxy(),
+        services=services,
+        settings=settings.model_dump(),
+        version=pachon.__version__,
+    )
+    spec_path = state / "platform.json"
+    spec.save(spec_path)
+    secrets = load_secrets(state)
+    tap_token = secrets.token("tap")
+    save_secrets(state, secrets)
+    config_path = state / "jupyterhub_config.py"
+    config_path.write_text(
+        "# Written by `pachon up`; the configuration itself is pachon.hub.config.configure.\n"
+        "from pachon.hub.config import configure\n\n"
+        f"configure(c, {str(spec_path)!r})  # noqa: F821 - `c` is JupyterHub's config object\n"
+    )
+
+    pachon_env = {"PACHON_REPO": str(repo)}
     tap = Component(
         name="tap",
+        command=_tap_command(url, tap_port),
+        health_url=f"http://127.0.0.1:{tap_port}/services/tap/availability",
+        public_url=f"{public_url}/services/tap",
+        env={
+            **pachon_env,
+            **_service_env("tap", tap_token, hub_port),
+            "PACHON_TAP__PUBLIC_BASE_URL": f"{public_url}/services/tap",
+        },
+    )
+    discovery = Component(
+        name="discovery",
         command=[
             sys.executable,
             "-m",
-            "pachon.cli",
-            "serve",
-            "tap",
-            "--catalog",
-            url,
-            "--host",
-            host,
+            "pachon.hub.discovery",
+            "--spec",
+            str(spec_path),
             "--port",
-            str(port),
-            "--anonymous",
+            str(discovery_port),
         ],
-        health_url=f"http://127.0.0.1:{port}/tap/availability"
-        if host in ("0.0.0.0", "127.0.0.1")
-        else f"{base}/tap/availability",
-        public_url=f"{base}/tap",
-        env={"PACHON_REPO": str(repo)},
+        health_url=f"http://127.0.0.1:{discovery_port}/services/discovery/health",
+        public_url=f"{public_url}/services/discovery/",
+        env=pachon_env,
+        start_timeout_s=30,
     )
-    notes = [
-        "TAP runs in anonymous mode until JupyterHub single sign-on lands (issue 6).",
-    ]
-    return PlatformPlan(components=[tap], catalog_url=url, notes=notes)
+    hub = Component(
+        name="hub",
+        command=[sys.executable, "-m", "jupyterhub", "-f", str(config_path)],
+        health_url=f"http://127.0.0.1:{hub_port}/hub/health",
+        public_url=f"{public_url}/hub/",
+        env={**pachon_env, "PYTHONUNBUFFERED": "1"},
+        start_timeout_s=60,
+        cwd=str(state),
+    )
+    from pachon.hub.config import resolve_spawner
+
+    notes: list[str] = []
+    if resolve_spawner(settings) == "simple":
+        notes.append(
+            "SINGLE-USER MODE: notebook servers run as this Unix account with no isolation between users "
+            "(SimpleLocalProcessSpawner); run as root or set PACHON_HUB__SPAWNER=system for private homes."
+        )
+    checks = {"proxy": (f"{public_url}/", f"{internal_url}/hub/health")}
+    components = [tap, discovery, hub]
+    if tap_problem:
+        components.remove(tap)
+        notes.append(f"TAP is not started: {tap_problem}")
+    return PlatformPlan(components=components, catalog_url=url, notes=notes, spec=spec, checks=checks)
+
+
+def _tap_unavailable() -> str | None:
+    """Why the TAP service cannot start in this installation (None when it can)."""
+    try:
+        import pachon.services.tap.main  # noqa: F401
+    except ImportError as exc:
+        return f"the TAP service cannot be imported ({exc}); reinstall Pachón"
+    return None
+
+
+def _service_env(name: str, token: str, hub_port: int) -> dict[str, str]:
+    """What an external JupyterHub service needs to check logins (read by pachon.core.auth)."""
+    return {
+        "PACHON_SERVICE_AUTH": "hub",
+        "JUPYTERHUB_SERVICE_NAME": name,
+        "JUPYTERHUB_API_TOKEN": token,
+        "JUPYTERHUB_API_URL": f"http://127.0.0.1:{hub_port}/hub/api",
+        "JUPYTERHUB_BASE_URL": "/",
+        "JUPYTERHUB_SERVICE_PREFIX": f"/services/{name}/",
+        "JUPYTERHUB_CLIENT_ID": f"service-{name}",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"/services/{name}/oauth_callback",
+    }
+
+
+def _tap_command(catalog_url: str, port: int) -> list[str]:
+    """The TAP service behind the hub: :mod:`pachon.hub.tap_runner` wraps it in hub login."""
+    return [sys.executable, "-m", "pachon.hub.tap_runner", "--catalog", catalog_url, "--port", str(port)]

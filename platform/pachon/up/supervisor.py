@@ -62,6 +62,7 @@ class Component:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     log_path: Path | None = None
+    cwd: str | None = None
 
     def healthy(self, timeout: float = 2.0) -> bool:
         try:
@@ -87,8 +88,16 @@ def read_state(state_file: Path) -> dict[str, Any] | None:
 class Supervisor:
     """Starts components, waits until each is healthy, restarts crashed ones, stops all on request."""
 
-    def __init__(self, components: Sequence[Component], *, state_file: Path, log_dir: Path) -> None:
+    def __init__(
+        self,
+        components: Sequence[Component],
+        *,
+        state_file: Path,
+        log_dir: Path,
+        checks: dict[str, tuple[str, str]] | None = None,
+    ) -> None:
         self.components = list(components)
+        self.checks = dict(checks or {})
         self.state_file = state_file
         self.log_dir = log_dir
         self._stop = threading.Event()
@@ -110,6 +119,7 @@ class Supervisor:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=component.cwd,
             start_new_session=True,
         )
         log_file.close()
@@ -188,7 +198,7 @@ class Supervisor:
 
     def _write_state(self) -> None:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        state = {
+        state: dict[str, Any] = {
             "pid": os.getpid(),
             "python": sys.executable,
             "components": {
@@ -202,6 +212,14 @@ class Supervisor:
                 for c in self.components
             },
         }
+        for name, (url, health) in self.checks.items():
+            state["components"][name] = {
+                "pid": None,
+                "url": url,
+                "health": health,
+                "restarts": 0,
+                "log": None,
+            }
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.state_file)
