@@ -1,0 +1,1 @@
+"""HTTP routes of the alerts service: thin, each calls one service method."""

@@ -1,0 +1,1 @@
+"""Logic of the alerts service (schema registry lookups), independent of HTTP."""
