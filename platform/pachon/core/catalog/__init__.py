@@ -4,6 +4,12 @@ It lives in the core because both the TAP service (which reads it) and the pipel
 (which load releases through it) use it; see ARCHITECTURE.md.
 """
 
+from pachon.core.catalog.database import (
+    CatalogDatabase,
+    CatalogError,
+    IngestReport,
+    open_catalog,
+)
 from pachon.core.catalog.model import (
     HIDDEN_COLUMNS,
     HPX_COLUMN,
@@ -15,15 +21,21 @@ from pachon.core.catalog.model import (
     SchemaInfo,
     TableInfo,
 )
+from pachon.core.catalog.readers import IngestError
 
 __all__ = [
     "HIDDEN_COLUMNS",
     "HPX_COLUMN",
     "HPX_DEPTH",
     "UNIT_VECTOR_COLUMNS",
+    "CatalogDatabase",
+    "CatalogError",
     "ColumnInfo",
     "ForeignKeyInfo",
+    "IngestError",
+    "IngestReport",
     "PositionInfo",
     "SchemaInfo",
     "TableInfo",
+    "open_catalog",
 ]
