@@ -187,13 +187,13 @@ def _configure_authenticator(c: Any, settings: HubSettings, state: Path) -> None
     if settings.authenticator == "native":
         import nativeauthenticator
 
-        c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
+        c.JupyterHub.authenticator_class = "pachon.hub.native.PachonNativeAuthenticator"
         c.JupyterHub.template_paths = [str(Path(nativeauthenticator.__file__).parent / "templates")]
-        c.NativeAuthenticator.open_signup = settings.open_signup
-        c.NativeAuthenticator.minimum_password_length = settings.minimum_password_length
-        c.NativeAuthenticator.check_common_password = True
-        c.NativeAuthenticator.allowed_failed_logins = 5
-        c.NativeAuthenticator.seconds_before_next_try = 60
+        c.PachonNativeAuthenticator.open_signup = settings.open_signup
+        c.PachonNativeAuthenticator.minimum_password_length = settings.minimum_password_length
+        c.PachonNativeAuthenticator.check_common_password = True
+        c.PachonNativeAuthenticator.allowed_failed_logins = 5
+        c.PachonNativeAuthenticator.seconds_before_next_try = 60
         # Approval is NativeAuthenticator's gate; every approved account may log in.
         c.Authenticator.allow_all = True
         c.Authenticator.username_pattern = USERNAME_PATTERN

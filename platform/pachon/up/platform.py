@@ -26,6 +26,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pachon.core.logging import get_logger
 from pachon.hub.scopes import SERVICE_SCOPES
@@ -67,7 +68,7 @@ def catalog_url_for(repo: Path, explicit: str | None) -> str:
 def prepare_catalog(repo: Path, catalog_url: str) -> list[str]:
     """Create the standard schemas and publish simulator truth (idempotent); return what changed."""
     try:
-        from pachon.core.catalog import open_catalog  # type: ignore[attr-defined]
+        from pachon.core.catalog import open_catalog
     except ImportError as exc:
         log.warning("the catalog layer is not available (%s); serving the catalog as it is", exc)
         return []
@@ -77,7 +78,8 @@ def prepare_catalog(repo: Path, catalog_url: str) -> list[str]:
     catalog = open_catalog(catalog_url, read_only=False)
     try:
         present = {schema.name.lower() for schema in catalog.schemas()}
-        for kind, name in (("dp1", "dp1"), ("obscore", "ivoa")):
+        standard: tuple[tuple[Literal["dp1", "obscore"], str], ...] = (("dp1", "dp1"), ("obscore", "ivoa"))
+        for kind, name in standard:
             if name not in present:
                 catalog.create_schema(kind)
                 changed.append(f"schema {name} (empty {kind} tables)")
