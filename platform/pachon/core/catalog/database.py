@@ -242,17 +242,49 @@ def _default_sort(columns: list[ColumnInfo], position: PositionInfo | None) -> s
     return None
 
 
-def _as_batches(data: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+def _astropy_to_arrow(table: Any) -> tuple[pa.Table, dict[str, dict[str, str]]]:
+    """An astropy Table as Arrow (masked values become NULLs) with its units/descriptions/UCDs."""
+    import numpy as np
+
+    from pachon.core.catalog.readers import _numpy_to_arrow
+
+    arrays, meta = [], {}
+    for name in table.colnames:
+        col = table[name]
+        values = np.asarray(col)
+        mask: np.ndarray | None = np.asarray(np.ma.getmaskarray(col)) if hasattr(col, "mask") else None
+        if mask is not None and values.ndim > 1:
+            mask = np.asarray(mask.reshape(len(values), -1).all(axis=1))
+        arrays.append(_numpy_to_arrow(values, mask if mask is not None and mask.any() else None))
+        m: dict[str, str] = {}
+        if getattr(col, "unit", None) is not None:
+            m["unit"] = col.unit.to_string()
+        if getattr(col, "description", None):
+            m["description"] = str(col.description)
+        for key in ("ucd", "utype"):
+            if col.meta.get(key):
+                m[key] = str(col.meta[key])
+        meta[name] = m
+    return pa.Table.from_arrays(arrays, names=list(table.colnames)), meta
+
+
+def _as_batches(data: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch], dict[str, dict[str, str]]]:
+    """Arrow table/batch/reader, astropy Table, pandas DataFrame or an iterable of batches."""
+    meta: dict[str, dict[str, str]] = {}
+    if type(data).__module__.startswith("astropy.table"):
+        data, meta = _astropy_to_arrow(data)
+    elif type(data).__module__.startswith("pandas"):
+        data = pa.Table.from_pandas(data, preserve_index=False)
     if isinstance(data, pa.Table):
-        return data.schema, iter(data.to_batches(max_chunksize=262_144))
+        return data.schema, iter(data.to_batches(max_chunksize=262_144)), meta
     if isinstance(data, pa.RecordBatch):
-        return data.schema, iter([data])
+        return data.schema, iter([data]), meta
     if isinstance(data, pa.RecordBatchReader):
-        return data.schema, iter(data)
+        return data.schema, iter(data), meta
     items = list(data)
     if not items:
         raise CatalogError("load_table got no record batches")
-    return items[0].schema, iter(items)
+    return items[0].schema, iter(items), meta
 
 
 class CatalogDatabase(ABC):
@@ -366,8 +398,9 @@ class CatalogDatabase(ABC):
         otherwise a table is created from the Arrow types and ``columns_meta``
         (``{column: {"unit":…, "ucd":…, "description":…}}``).
         """
-        schema, batches = _as_batches(data)
-        source = SourceTable(Path("<arrow>"), "arrow", schema, batches, None, description, columns_meta or {})
+        schema, batches, found_meta = _as_batches(data)
+        meta = {**found_meta, **(columns_meta or {})}
+        source = SourceTable(Path("<arrow>"), "arrow", schema, batches, None, description, meta)
         return self._load(source, table, ra, dec, description, replace, sort_by, None)
 
     def _load(
