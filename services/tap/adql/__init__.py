@@ -12,5 +12,20 @@ from __future__ import annotations
 
 from .errors import AdqlError, AdqlSemanticError, AdqlSyntaxError
 from .parser import parse
+from .resolver import Resolver, SimpleResolver
+from .translate import DIALECTS, Translation, translate
+from .udfs import UDFS, UdfInfo
 
-__all__ = ["AdqlError", "AdqlSemanticError", "AdqlSyntaxError", "parse"]
+__all__ = [
+    "DIALECTS",
+    "UDFS",
+    "AdqlError",
+    "AdqlSemanticError",
+    "AdqlSyntaxError",
+    "Resolver",
+    "SimpleResolver",
+    "Translation",
+    "UdfInfo",
+    "parse",
+    "translate",
+]

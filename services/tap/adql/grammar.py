@@ -31,7 +31,8 @@ ADQL_FUNCTIONS = (
 
 _FUNC_RE = "|".join(sorted(ADQL_FUNCTIONS, key=lambda s: (-len(s), s)))
 
-GRAMMAR = r"""
+GRAMMAR = (
+    r"""
 start: with_clause? query_expr
 
 with_clause: _WITH cte ("," cte)*
@@ -135,7 +136,9 @@ else_clause: _ELSE value_expr
 cast_expr: CAST "(" value_expr _AS cast_type ")"
 cast_type: CASTTYPE ["(" INT ")"]
 
-FUNCNAME.3: /(?:""" + _FUNC_RE + r""")(?![A-Za-z0-9_])/i
+FUNCNAME.3: /(?:"""
+    + _FUNC_RE
+    + r""")(?![A-Za-z0-9_])/i
 AGGREGATE.3: /(?:COUNT|AVG|MIN|MAX|SUM)(?![A-Za-z0-9_])/i
 CASTTYPE.3: /(?:SMALLINT|INTEGER|BIGINT|REAL|DOUBLE\s+PRECISION|CHAR|VARCHAR|TIMESTAMP|POINT|CIRCLE|POLYGON)(?![A-Za-z0-9_])/i
 
@@ -201,6 +204,7 @@ WS: /[ \t\f\r\n]+/
 %ignore WS
 %ignore COMMENT
 """
+)
 
 # How terminals are named in error messages ("expected FROM, ',' …").
 TERMINAL_NAMES = {
