@@ -1,0 +1,97 @@
+"""Rows from a DB-API cursor (the PostgreSQL path) to Arrow record batches.
+
+DuckDB hands over Arrow batches directly; psycopg returns Python tuples. Converting them
+column-wise into Arrow arrays of the declared type lets one set of writers serve both back
+ends. Values arrive as Python objects: ``Decimal`` for NUMERIC, ``datetime`` for
+timestamps, lists or tuples for arrays; each is converted to the declared type, with a
+slower per-value fallback only when Arrow's direct conversion refuses the batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+from pachon.core.catalog.model import ColumnInfo
+
+from .types import ColumnSpec, column_specs, unique_names
+
+__all__ = ["rows_to_batches"]
+
+
+def _arrow_type(spec: ColumnSpec, sample: Any) -> pa.DataType:
+    if spec.kind == "str" and spec.timestamp:
+        if isinstance(sample, dt.datetime):
+            return pa.timestamp("us", tz="UTC" if sample.tzinfo is not None else None)
+        if isinstance(sample, dt.date):
+            return pa.date32()
+    return spec.arrow_type
+
+
+def _convert(values: list[Any], spec: ColumnSpec, arrow_type: pa.DataType) -> pa.Array:
+    try:
+        return pa.array(values, type=arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        pass
+    if spec.kind == "num":
+        if pa.types.is_floating(arrow_type):
+            return pa.array([None if v is None else float(v) for v in values], type=arrow_type)
+        return pa.array([None if v is None else int(v) for v in values], type=arrow_type)
+    if spec.kind == "array":
+        cast = float if pa.types.is_floating(arrow_type.value_type) else int
+        return pa.array(
+            [None if v is None else [None if x is None else cast(x) for x in v] for v in values],
+            type=arrow_type,
+        )
+    if spec.kind == "bool":
+        return pa.array([None if v is None else bool(v) for v in values], type=arrow_type)
+    return pa.array([None if v is None else _text(v) for v in values], type=pa.string())
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="auto").replace("+00:00", "")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def rows_to_batches(
+    rows: Iterable[Sequence[Any]], columns: Sequence[ColumnInfo], batch_size: int = 65_536
+) -> Iterator[pa.RecordBatch]:
+    """Group ``rows`` (tuples in column order) into record batches of ``batch_size`` rows.
+
+    Each column gets the Arrow type of its declared VOTable type (timestamps stay Arrow
+    timestamps when the driver returns ``datetime``). For a cursor with ``fetchmany``::
+
+        rows = itertools.chain.from_iterable(iter(lambda: cursor.fetchmany(10_000), []))
+        for batch in rows_to_batches(rows, columns): ...
+    """
+    specs = column_specs(columns)
+    names = unique_names([c.name for c in columns])
+    width = len(specs)
+    buffer: list[Sequence[Any]] = []
+
+    def build(chunk: list[Sequence[Any]]) -> pa.RecordBatch:
+        arrays = []
+        for j, spec in enumerate(specs):
+            values = [row[j] for row in chunk]
+            sample = next((v for v in values if v is not None), None)
+            arrays.append(_convert(values, spec, _arrow_type(spec, sample)))
+        return pa.RecordBatch.from_arrays(arrays, names=names)
+
+    for row in rows:
+        if len(row) != width:
+            raise ValueError(f"a result row has {len(row)} values but {width} columns were declared")
+        buffer.append(row)
+        if len(buffer) >= batch_size:
+            yield build(buffer)
+            buffer = []
+    if buffer:
+        yield build(buffer)
