@@ -58,11 +58,12 @@ EXAMPLES: tuple[Example, ...] = (
     ),
     Example(
         id="obscore-images",
-        name="Images covering a position",
-        description="ObsCore records of calibrated images that contain a position.",
+        name="Images near a position",
+        description="ObsCore records of calibrated images whose centre lies within 1 degree of a position.",
         query="SELECT obs_id, dataproduct_type, calib_level, access_url, t_min, t_max\n"
         "FROM ivoa.ObsCore\n"
-        "WHERE CONTAINS(POINT('ICRS', 53.1, -28.1), s_region) = 1 AND calib_level >= 2",
+        "WHERE CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', 53.1, -28.1, 1.0)) = 1\n"
+        "  AND calib_level >= 2",
         tables=("ivoa.ObsCore",),
     ),
 )

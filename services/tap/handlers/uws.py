@@ -72,7 +72,7 @@ async def list_jobs(context: Context) -> Response:
             raise ParameterError(f"LAST={last_text!r} is not a positive integer") from None
         if last <= 0:
             raise ParameterError(f"LAST={last_text!r} is not a positive integer")
-    jobs = await context.jobs.list(
+    jobs = await context.jobs.list_jobs(
         context.user, phases=phases, after=_parse_time(after, "AFTER") if after else None, last=last
     )
     return Response(job_list_xml(jobs, context.async_url), media_type=XML)

@@ -145,11 +145,11 @@ class JobService:
             raise PermissionDeniedError(f"job {job_id!r} belongs to another user")
         return job
 
-    async def list(
+    async def list_jobs(
         self, user: User, *, phases: list[Phase], after: datetime | None, last: int | None
     ) -> list[Job]:
         return await to_thread.run_sync(
-            lambda: self._store.list(owner=user.name, phases=phases, after=after, last=last)
+            lambda: self._store.list_jobs(owner=user.name, phases=phases, after=after, last=last)
         )
 
     async def wait(self, user: User, job_id: str, timeout_s: float, phase: Phase | None) -> Job:

@@ -54,7 +54,7 @@ class MetadataService:
                 features=language_features(),
                 output_formats=[
                     OutputFormat(mime=f.mime, aliases=tuple(f.aliases), ivo_id=f.ivo_id)
-                    for f in formats.OUTPUT_FORMATS
+                    for f in formats.capability_formats()
                 ],
                 limits=ServiceLimits(
                     retention_default_s=retention,

@@ -19,6 +19,8 @@ validates the query against the database). Every query lands in the history.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -31,7 +33,7 @@ from typing import Any
 import pyarrow as pa
 
 from pachon.core.catalog import CatalogDatabase
-from pachon.core.catalog.model import ColumnInfo
+from pachon.core.catalog.model import ColumnInfo, TableInfo
 
 from .. import adql, formats
 from ..config import TapConfig
@@ -190,35 +192,31 @@ class QueryService:
         maxrec = limits.maxrec_default if params.maxrec is None else params.maxrec
         return min(maxrec, limits.maxrec_hard)
 
-    def _load_uploads(self, params: TapParams, uploads: dict[str, UploadData]) -> dict[str, Any]:
+    def _load_uploads(self, params: TapParams, uploads: dict[str, UploadData]) -> dict[str, pa.Table]:
+        """Read every ``UPLOAD`` into an Arrow table (format errors name table, row and column)."""
         limits = self._config.limits
-        tables: dict[str, Any] = {}
+        tables: dict[str, pa.Table] = {}
         for spec in params.uploads:
-            try:
-                if spec.inline_part is None:
-                    table, columns = formats.fetch_upload_url(
-                        spec.uri,
-                        max_bytes=limits.upload_max_bytes,
-                        max_rows=limits.upload_max_rows,
-                        allow_private=limits.upload_allow_private_hosts,
+            if spec.inline_part is None:
+                upload = formats.fetch_upload_url(
+                    spec.uri,
+                    spec.name,
+                    max_rows=limits.upload_max_rows,
+                    max_bytes=limits.upload_max_bytes,
+                    allow_private=limits.upload_allow_private_hosts,
+                )
+            else:
+                source = uploads.get(spec.name)
+                if source is None:
+                    raise UploadError(
+                        f"UPLOAD={spec.name},{spec.uri}: the request has no multipart part "
+                        f"{spec.inline_part!r}; send the table as multipart/form-data with that part name"
                     )
-                else:
-                    source = uploads.get(spec.name)
-                    if source is None:
-                        raise UploadError(
-                            f"UPLOAD={spec.name},{spec.uri}: the request has no multipart part "
-                            f"{spec.inline_part!r}; send the table as multipart/form-data with that part name"
-                        )
-                    data = source.data if source.data is not None else source.path.read_bytes()  # type: ignore[union-attr]
-                    if len(data) > limits.upload_max_bytes:
-                        raise UploadError(
-                            f"upload {spec.name!r} has {len(data)} bytes, more than the limit of "
-                            f"{limits.upload_max_bytes}; upload fewer rows or columns"
-                        )
-                    table, columns = formats.read_upload(data, max_rows=limits.upload_max_rows)
-            except formats.UploadFormatError as exc:
-                raise UploadError(f"upload {spec.name!r}: {exc}") from None
-            tables[spec.name] = (table, columns)
+                data: bytes | Path = source.data if source.data is not None else source.path  # type: ignore[assignment]
+                upload = formats.read_upload(
+                    data, spec.name, max_rows=limits.upload_max_rows, max_bytes=limits.upload_max_bytes
+                )
+            tables[spec.name] = upload.table
         return tables
 
     def _execute(
@@ -230,30 +228,35 @@ class QueryService:
         fmt: formats.OutputFormat,
         time_limit: float,
     ) -> Iterator[bytes]:
-        """Prepare eagerly (so errors surface before the first byte), then stream lazily."""
+        """Prepare eagerly (so errors surface before the first byte), then stream lazily.
+
+        The uploads' scope and the catalog connection stay open until the returned
+        iterator is exhausted or closed.
+        """
         maxrec = self._maxrec(params)
-        upload_tables = self._load_uploads(params, uploads)
-        session = self._catalog.session(uploads={name: t for name, (t, _c) in upload_tables.items()})
+        stack = contextlib.ExitStack()
         try:
+            upload_tables = self._load_uploads(params, uploads)
+            infos = stack.enter_context(self._catalog.uploads(upload_tables)) if upload_tables else {}
+            resolver = _RequestResolver(self._catalog, infos)
             try:
                 tree = adql.parse(params.query)
                 translation = adql.translate(
-                    tree, dialect=self._catalog.dialect, resolver=session.resolve, limit=maxrec + 1
+                    tree, dialect=self._catalog.dialect, resolver=resolver, limit=maxrec + 1
                 )
             except adql.AdqlError as exc:
                 raise QueryError(str(exc)) from None
             columns = list(translation.columns)
-            conn = session.connection()
+            conn = stack.enter_context(self._catalog.connection())
             handle.attach(conn)
+            stack.callback(handle.detach)
             try:
-                batches = self._fetch(conn, translation.sql, columns, limit=0 if maxrec == 0 else None)
+                batches = self._fetch(conn, translation.sql, columns, metadata_only=maxrec == 0)
                 first = next(batches, None)
             except Exception as exc:
-                handle.detach()
-                session.close()
                 raise self._db_error(exc, handle, time_limit) from None
         except BaseException:
-            session.close()
+            stack.close()
             raise
 
         def _limited() -> Iterator[pa.RecordBatch]:
@@ -261,13 +264,12 @@ class QueryService:
                 pending = first
                 while pending is not None:
                     if maxrec == 0:
-                        run.overflow = True
                         return
                     room = maxrec - run.rows
                     if pending.num_rows > room:
                         if room > 0:
-                            yield pending.slice(0, room)
                             run.rows += room
+                            yield pending.slice(0, room)
                         run.overflow = True
                         return
                     run.rows += pending.num_rows
@@ -278,29 +280,30 @@ class QueryService:
             except Exception as exc:
                 run.error = self._db_error(exc, handle, time_limit).message
             finally:
-                handle.detach()
-                session.close()
+                stack.close()
 
         def _status() -> tuple[str, str | None]:
             if run.error is not None:
                 return "ERROR", run.error
-            if run.overflow:
+            if run.overflow or maxrec == 0:
                 return "OVERFLOW", f"the result was cut at MAXREC={maxrec} rows; ask for more with MAXREC"
             return "OK", None
 
-        return fmt.write(columns, _limited(), status=_status)
+        meta = formats.ResultMeta(query=params.query, params={"LANG": params.lang})
+        return fmt.write(columns, _limited(), status=_status, meta=meta)
 
     def _fetch(
-        self, conn: Any, sql: str, columns: list[ColumnInfo], limit: int | None
+        self, conn: Any, sql: str, columns: list[ColumnInfo], *, metadata_only: bool
     ) -> Iterator[pa.RecordBatch]:
-        if limit == 0:
+        if metadata_only:
             sql = f"SELECT * FROM ({sql}) AS pachon_q LIMIT 0"
-        cursor = conn.cursor()
+        if self._catalog.dialect == "duckdb":  # Arrow all the way
+            return iter(conn.sql(sql).to_arrow_reader(_BATCH_ROWS))
+        # PostgreSQL: a server-side (named) cursor streams instead of loading the whole result
+        cursor = conn.cursor(name="pachon_tap")
+        cursor.itersize = _BATCH_ROWS
         cursor.execute(sql)
-        if hasattr(cursor, "fetch_record_batch"):  # DuckDB: Arrow all the way
-            reader = cursor.fetch_record_batch(_BATCH_ROWS)
-            return iter(reader)
-        return formats.rows_to_batches(_fetchmany(cursor), columns)
+        return formats.rows_to_batches(itertools.chain.from_iterable(_fetchmany(cursor)), columns)
 
     def _db_error(self, exc: Exception, handle: QueryHandle, time_limit: float) -> TapError:
         if handle.reason == "timeout":
@@ -334,6 +337,23 @@ class QueryService:
             )
         except Exception:  # history must never break a query
             self._logger.exception("could not record the query in the history")
+
+
+class _RequestResolver:
+    """Tables as one query sees them: the catalog plus this request's own ``TAP_UPLOAD`` tables.
+
+    Uploads are looked up here, not in the catalog's shared registry, so two concurrent
+    requests that both upload a table named ``pos`` never see each other's data.
+    """
+
+    def __init__(self, catalog: CatalogDatabase, uploads: dict[str, TableInfo]) -> None:
+        self._catalog = catalog
+        self._uploads = {name.lower(): info for name, info in uploads.items()}
+
+    def resolve(self, schema: str | None, table: str) -> TableInfo | None:
+        if schema is not None and schema.upper() == "TAP_UPLOAD":
+            return self._uploads.get(table.lower())
+        return self._catalog.resolve(schema, table)
 
 
 def _fetchmany(cursor: Any) -> Iterator[list[tuple[Any, ...]]]:

@@ -46,7 +46,7 @@ class JobStore:
             row = conn.execute(sa.select(tap_job).where(tap_job.c.job_id == job_id)).first()
         return _to_job(row) if row is not None else None
 
-    def list(
+    def list_jobs(
         self,
         *,
         owner: str,

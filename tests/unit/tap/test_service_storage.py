@@ -44,11 +44,11 @@ def test_job_roundtrip_and_filters(engine) -> None:  # type: ignore[no-untyped-d
     job = store.get("a1")
     assert job is not None and job.parameters["query"] == "SELECT <&> 1"
     assert job.creation_time.tzinfo is not None
-    assert [j.job_id for j in store.list(owner="alice")] == ["a1", "a2"]  # ARCHIVED only on request
-    assert [j.job_id for j in store.list(owner="alice", phases=[Phase.ARCHIVED])] == ["a3"]
-    assert [j.job_id for j in store.list(owner="alice", last=1)] == ["a2"]
-    assert [j.job_id for j in store.list(owner="alice", after=job.creation_time)] == ["a2"]
-    assert [j.job_id for j in store.list(owner="bob")] == ["b1"]
+    assert [j.job_id for j in store.list_jobs(owner="alice")] == ["a1", "a2"]  # ARCHIVED only on request
+    assert [j.job_id for j in store.list_jobs(owner="alice", phases=[Phase.ARCHIVED])] == ["a3"]
+    assert [j.job_id for j in store.list_jobs(owner="alice", last=1)] == ["a2"]
+    assert [j.job_id for j in store.list_jobs(owner="alice", after=job.creation_time)] == ["a2"]
+    assert [j.job_id for j in store.list_jobs(owner="bob")] == ["b1"]
 
 
 def test_transition_is_compare_and_set(engine) -> None:  # type: ignore[no-untyped-def]
@@ -74,9 +74,24 @@ def test_history(engine) -> None:  # type: ignore[no-untyped-def]
     history = HistoryStore(engine=engine)
     for i in range(3):
         history.record(
-            owner="alice", mode="sync", query=f"q{i}", started_at=utcnow(), duration_s=0.1, row_count=i, status="OK"
+            owner="alice",
+            mode="sync",
+            query=f"q{i}",
+            started_at=utcnow(),
+            duration_s=0.1,
+            row_count=i,
+            status="OK",
         )
-    history.record(owner="bob", mode="async", query="b", started_at=utcnow(), duration_s=None, row_count=None, status="ERROR", error_message="bad")
+    history.record(
+        owner="bob",
+        mode="async",
+        query="b",
+        started_at=utcnow(),
+        duration_s=None,
+        row_count=None,
+        status="ERROR",
+        error_message="bad",
+    )
     recent = history.recent(owner="alice", limit=2)
     assert [e.query for e in recent] == ["q2", "q1"]
     assert history.recent(owner="bob", limit=5)[0].error_message == "bad"
@@ -84,8 +99,14 @@ def test_history(engine) -> None:  # type: ignore[no-untyped-def]
 
 def test_uws_documents_parse_with_pyvo() -> None:
     job = make_job("abc").model_copy(
-        update={"phase": Phase.COMPLETED, "result_path": "/x", "result_mime": "application/x-votable+xml",
-                "start_time": utcnow(), "end_time": utcnow(), "run_id": "run-1"}
+        update={
+            "phase": Phase.COMPLETED,
+            "result_path": "/x",
+            "result_mime": "application/x-votable+xml",
+            "start_time": utcnow(),
+            "end_time": utcnow(),
+            "run_id": "run-1",
+        }
     )
     parsed = parse_job(_as_file(job_xml(job, "http://h/tap/async/abc")))
     assert parsed.jobid == "abc" and parsed.phase == "COMPLETED" and parsed.ownerid == "alice"
