@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 from astropy.time import Time
+from lsst.daf.butler import CollectionType, DatasetIdGenEnum, DatasetRef
 
 from pachon.core.image import Exposure
 from pachon.core.logging import get_logger
 from pachon.core.progress import progress
-from pachon.core.repo import DataRepository, DetectorSpec, ExposureSpec, physical_filter
+from pachon.core.repo import INSTRUMENT, DataRepository, DetectorSpec, ExposureSpec, physical_filter
 from pachon.pipelines.sim.cadence import Visit, plan_survey
 from pachon.pipelines.sim.config import SimConfig, preset
 from pachon.pipelines.sim.optics import DetectorGeometry
@@ -236,11 +237,31 @@ def _ensure_registered(repo: DataRepository, survey: Survey) -> None:
         )
 
 
+def put_deterministic(repo: DataRepository, obj: Any, dataset_type: str, run: str | None, **data_id: Any) -> None:
+    """Put with a dataset UUID derived from (type, data ID, run) instead of a random one.
+
+    The Butler records the dataset ID inside Parquet metadata, so random UUIDs would make
+    two runs with the same seed differ byte-wise; ``DATAID_TYPE_RUN`` IDs make them equal
+    (and identical re-runs reproduce the same IDs, as ARCHITECTURE.md asks of all IDs).
+    """
+    butler = repo.butler
+    target = run or repo.default_run(dataset_type)
+    dataset_type_obj = butler.get_dataset_type(dataset_type)
+    if "instrument" in dataset_type_obj.dimensions.names:
+        data_id.setdefault("instrument", INSTRUMENT)
+    coordinate = butler.registry.expandDataId(data_id, dimensions=dataset_type_obj.dimensions)
+    ref = DatasetRef(
+        dataset_type_obj, coordinate, run=target, id_generation_mode=DatasetIdGenEnum.DATAID_TYPE_RUN
+    )
+    butler.registry.registerCollection(target, CollectionType.RUN)
+    butler.put(obj, ref)
+
+
 def _put_once(repo: DataRepository, summary: SimulationSummary, obj: Any, dataset_type: str, **kw: Any) -> None:
     run = kw.pop("run", None)
     if repo.has(dataset_type, run=run, **kw):
         return
-    repo.put(obj, dataset_type, run=run, **kw)
+    put_deterministic(repo, obj, dataset_type, run, **kw)
     summary.count(dataset_type)
 
 
@@ -277,8 +298,7 @@ def _write_run_products(repo: DataRepository, survey: Survey, summary: Simulatio
             flat.meta["FILTER"] = physical_filter(band)
             flat.meta["DETECTOR"] = d
             flat.meta["COMMENT"] = "normalised flat field (imperfect: ~0.5% smooth error); divide bias-subtracted e-"
-            repo.put(flat, "flat", detector=d, physical_filter=physical_filter(band))
-            summary.count("flat")
+            _put_once(repo, summary, flat, "flat", detector=d, physical_filter=physical_filter(band))
     for v in survey.visits:
         _put_once(repo, summary, _ephemeris_table(survey, v), "truth_ephemerides", exposure=v.exposure)
 
