@@ -1,6 +1,6 @@
 """The ADQL 2.1 grammar in lark's EBNF, for an LALR(1) parser with a contextual lexer.
 
-Why lark LALR: it builds a deterministic table-driven parser once per process, and with
+Why lark LALR with a basic (context-free) lexer: it builds a deterministic table-driven parser once per process, and with
 the tree builder replaced by our own callbacks (see :mod:`.parser`) a typical TAP query
 parses in well under a millisecond, which an Earley or PEG parser (pyparsing, Arpeggio)
 cannot promise. LALR also forces the grammar to be unambiguous: every conflict is a
@@ -8,7 +8,9 @@ question about the language that had to be answered here rather than at run time
 
 Choices where ADQL's BNF and practice differ (we follow IVOA's lyonetia suite and peers):
 
-* Only the words the grammar needs are keywords, and ADQL's function names (``DISTANCE``,
+* Keywords are reserved everywhere (the lexer does not look at the parser state, so
+  ``SELECT from FROM t`` is an error, not a column named ``from``), but only the words the
+  grammar needs are keywords. ADQL's function names (``DISTANCE``,
   ``POINT``, ``LOG`` …) are reserved where a value may start, so ``SELECT distance FROM t``
   is rejected but columns called ``ra``, ``dec``, ``name``, ``type`` or ``size``-like SQL-92
   words are fine, as lyonetia requires.
@@ -134,13 +136,13 @@ when_simple: _WHEN value_expr _THEN value_expr
 else_clause: _ELSE value_expr
 
 cast_expr: CAST "(" value_expr _AS cast_type ")"
-cast_type: CASTTYPE ["(" INT ")"]
+cast_type: (CASTTYPE | FUNCNAME) ["(" INT ")"]
 
 FUNCNAME.3: /(?:"""
     + _FUNC_RE
     + r""")(?![A-Za-z0-9_])/i
 AGGREGATE.3: /(?:COUNT|AVG|MIN|MAX|SUM)(?![A-Za-z0-9_])/i
-CASTTYPE.3: /(?:SMALLINT|INTEGER|BIGINT|REAL|DOUBLE\s+PRECISION|CHAR|VARCHAR|TIMESTAMP|POINT|CIRCLE|POLYGON)(?![A-Za-z0-9_])/i
+CASTTYPE.3: /(?:SMALLINT|INTEGER|BIGINT|REAL|DOUBLE\s+PRECISION|CHAR|VARCHAR|TIMESTAMP)(?![A-Za-z0-9_])/i
 
 _WITH: "WITH"i
 _AS: "AS"i

@@ -10,6 +10,8 @@ offending token, so they read like syntax errors.
 
 from __future__ import annotations
 
+import difflib
+import re
 import threading
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -19,7 +21,7 @@ from lark import Token
 
 from . import nodes as n
 from .errors import AdqlSyntaxError
-from .grammar import GRAMMAR, TERMINAL_NAMES
+from .grammar import ADQL_FUNCTIONS, GRAMMAR, TERMINAL_NAMES
 from .udfs import lookup_udf
 
 __all__ = ["BUILTIN_ARITY", "parse"]
@@ -274,6 +276,8 @@ class _Builder(lark.Transformer):  # type: ignore[type-arg]
     def cast_type(self, c: list[Any]) -> n.TypeSpec:
         tok: Token = c[0]
         name = " ".join(tok.value.upper().split())
+        if tok.type == "FUNCNAME" and name not in ("POINT", "CIRCLE", "POLYGON"):
+            raise _err(f"unknown type {tok.value!r} in CAST", tok, tok.value)
         length = int(c[1].value) if len(c) > 1 and c[1] is not None else None
         if length is not None and name not in ("CHAR", "VARCHAR"):
             raise _err(f"{name} takes no length", tok, tok.value)
@@ -520,7 +524,7 @@ def _parser(udfs: Collection[str] | None) -> lark.Lark:
                 parser = lark.Lark(
                     GRAMMAR,
                     parser="lalr",
-                    lexer="contextual",
+                    lexer="basic",
                     transformer=_Builder(key),
                     maybe_placeholders=True,
                 )
@@ -547,6 +551,34 @@ def _describe(expected: Sequence[str], limit: int = 8) -> str:
         return ""
     shown = ", ".join(expected[:limit])
     return f" (expected {shown}{', …' if len(expected) > limit else ''})"
+
+
+_RESERVED_FUNCTIONS = frozenset(ADQL_FUNCTIONS) | {"COUNT", "AVG", "MIN", "MAX", "SUM"}
+_PREVIOUS_WORD = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\s*$")
+
+
+def _misspelt_keyword(text: str, pos: int) -> tuple[str, str, int, int] | None:
+    """The word before ``pos`` if it looks like a misspelt keyword (``FORM`` for FROM).
+
+    Without ``AS`` a misspelt keyword after a column reads as an alias, and the parser only
+    trips on the word after it; pointing at the misspelling is far more useful.
+    """
+    match = _PREVIOUS_WORD.search(text, 0, pos)
+    if match is None:
+        return None
+    word = match.group(1)
+    if word.upper() in _RESERVED_FUNCTIONS:
+        return None
+    keywords = [k for k in _display.values() if k.isalpha() and k.isupper()]
+    if word.upper() in keywords:
+        return None
+    close = difflib.get_close_matches(word.upper(), keywords, n=1, cutoff=0.75)
+    if not close:
+        return None
+    start = match.start(1)
+    line = text.count("\n", 0, start) + 1
+    column = start - (text.rfind("\n", 0, start) + 1) + 1
+    return word, close[0], line, column
 
 
 def parse(text: str, *, udfs: Collection[str] | None = None) -> n.Query:
@@ -588,8 +620,23 @@ def parse(text: str, *, udfs: Collection[str] | None = None) -> n.Query:
                 token=None,
                 expected=expected,
             ) from None
+        misspelt = _misspelt_keyword(text, tok.start_pos or 0)
+        if misspelt is not None:
+            word, keyword, line, column = misspelt
+            raise AdqlSyntaxError(
+                f"unexpected {word!r} (did you mean {keyword}?)",
+                line=line,
+                column=column,
+                token=word,
+                expected=(keyword,),
+            ) from None
+        hint = ""
+        previous = _PREVIOUS_WORD.search(text, 0, tok.start_pos or 0)
+        if previous is not None and previous.group(1).upper() in _RESERVED_FUNCTIONS and tok.value != "(":
+            word = previous.group(1)
+            hint = f"; {word} is a reserved ADQL function name: write \"{word}\" for a column of that name"
         raise AdqlSyntaxError(
-            f"unexpected {tok.value!r}{_describe(expected)}",
+            f"unexpected {tok.value!r}{_describe(expected)}{hint}",
             line=tok.line,
             column=tok.column,
             token=str(tok.value),
