@@ -46,6 +46,11 @@ class InvalidVersionError(RegistryError):
     error_code = 42202
 
 
+class RouteNotFoundError(RegistryError):
+    status = 404
+    error_code = 404
+
+
 class ReadOnlyError(RegistryError):
     status = 422
     error_code = 42205

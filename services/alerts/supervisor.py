@@ -124,6 +124,7 @@ class BrokerSupervisor:
             port=self.registry_port,
             log_level="warning",
             access_log=False,
+            timeout_graceful_shutdown=1,  # clients keep connections alive; do not wait for them on stop
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name="alerts-registry", daemon=True)

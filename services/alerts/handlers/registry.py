@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from pachon.services.alerts.exceptions import ReadOnlyError
+from pachon.services.alerts.exceptions import ReadOnlyError, RouteNotFoundError
 from pachon.services.alerts.models import SchemaResponse, SubjectVersion, SubjectVersionResponse
 from pachon.services.alerts.services.registry import SchemaRegistryService
 
@@ -98,6 +98,16 @@ def config() -> dict[str, str]:
 @router.get("/mode")
 def mode() -> dict[str, str]:
     return {"mode": "READONLY"}
+
+
+@router.get("/{path:path}", include_in_schema=False)
+def not_found(path: str) -> None:
+    """Any other GET, e.g. ``/associations/resources/…`` (asked by confluent-kafka ≥ 2.13 deserializers).
+
+    A 404 is what such clients expect from a registry without that feature: they fall back to
+    the topic-name strategy (subject ``<topic>-value``).
+    """
+    raise RouteNotFoundError(f"HTTP 404 Not Found: /{path} is not part of this read-only registry")
 
 
 @router.api_route("/{path:path}", methods=["POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)

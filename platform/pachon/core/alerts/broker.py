@@ -165,8 +165,12 @@ class EmbeddedBroker:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Terminate the process (SIGTERM, then SIGKILL)."""
+    def stop(self, timeout: float = 1.0) -> None:
+        """Terminate the process: SIGTERM, then SIGKILL after ``timeout``.
+
+        Tansu waits for connected clients to leave before it exits on SIGTERM; it holds nothing
+        on disk, so there is nothing to lose by not waiting long.
+        """
         if self.process is None:
             return
         if self.process.poll() is None:
@@ -175,7 +179,7 @@ class EmbeddedBroker:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait(timeout)
+                self.process.wait(5)
         self.process = None
 
     def kill(self) -> None:

