@@ -58,7 +58,13 @@ def cell_text(array: pa.Array, spec: ColumnSpec, *, true: str = "T", false: str 
     if spec.kind == "num":
         return number_text(array)
     if spec.kind == "array":
-        return _array_text(array)
+        text = _array_text(array)
+        if spec.count is not None and array.null_count:
+            # A fixed-size null (a point, a circle) is all-NaN in DALI terms; an empty cell
+            # would not have the declared number of elements (votlint E08).
+            filler = " ".join(["NaN" if spec.column.datatype in ("float", "double") else "0"] * spec.count)
+            text = pc.fill_null(text, filler)
+        return text
     return array
 
 

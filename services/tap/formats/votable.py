@@ -56,6 +56,7 @@ __all__ = [
     "metadata_votable",
     "write_binary2",
     "write_tabledata",
+    "write_votable",
     "xml_attr",
 ]
 
@@ -480,3 +481,36 @@ def write_tabledata(
 ) -> Iterator[bytes]:
     """Stream a VOTable 1.4 document with TABLEDATA serialization (same contract as :func:`write_binary2`)."""
     return _stream(_TabledataEncoder, columns, batches, status, meta)
+
+
+def _binary2_trips_votlint(specs: Sequence[ColumnSpec]) -> bool:
+    """True when a column is a variable-length ``xtype="polygon"`` array.
+
+    STILTS 3.4.7's votlint (which taplint runs on every result) misreads such a column in
+    a BINARY/BINARY2 stream, reading its element count twice, and reports "Apparent negative
+    element count" even for STIL's own output (checked with ``stilts tpipe
+    ofmt=votable-binary2-inline``). The data are right; the validator is not.
+    """
+    return any(
+        (s.column.xtype or "").lower() == "polygon" and s.kind == "array" and s.count is None for s in specs
+    )
+
+
+def write_votable(
+    columns: Sequence[ColumnInfo],
+    batches: Iterable[pa.RecordBatch],
+    *,
+    status: StatusCallback | None = None,
+    meta: ResultMeta | None = None,
+) -> Iterator[bytes]:
+    """The default VOTable: BINARY2, or TABLEDATA when a polygon column would trip votlint.
+
+    DALI leaves the serialization of a plain ``RESPONSEFORMAT=votable`` to the service; a
+    client that names BINARY2 explicitly gets :func:`write_binary2` whatever the columns.
+    """
+    try:
+        polygons = _binary2_trips_votlint(column_specs(columns))
+    except ValueError:
+        polygons = False
+    encoder = _TabledataEncoder if polygons else _Binary2Encoder
+    return _stream(encoder, columns, batches, status, meta)
