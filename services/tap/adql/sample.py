@@ -36,10 +36,13 @@ class SampleCatalog:
     object: dict[str, np.ndarray]
     source: dict[str, np.ndarray]
     field: dict[str, Any]
+    db_schema: str | None = None
+    """Schema in the database when it differs from the ADQL schema (e.g. a test's own)."""
 
     def tables(self) -> list[TableInfo]:
         """TableInfo objects as the catalog layer would publish them (hidden columns included)."""
         s = self.schema
+        db = self.db_schema
         obj_cols = (
             ColumnInfo("objectid", "long", ucd="meta.id;meta.main", principal=True, indexed=True),
             ColumnInfo("ra", "double", unit="deg", ucd="pos.eq.ra;meta.main", description="Right ascension"),
@@ -74,10 +77,15 @@ class SampleCatalog:
         )
         return [
             TableInfo(
-                s, "object", obj_cols, position=PositionInfo("ra", "dec"), row_count=len(self.object["ra"])
+                s,
+                "object",
+                obj_cols,
+                position=PositionInfo("ra", "dec"),
+                row_count=len(self.object["ra"]),
+                db_schema=db,
             ),
-            TableInfo(s, "source", src_cols, row_count=len(self.source["sourceid"])),
-            TableInfo(s, "field", field_cols, row_count=len(self.field["fieldid"])),
+            TableInfo(s, "source", src_cols, row_count=len(self.source["sourceid"]), db_schema=db),
+            TableInfo(s, "field", field_cols, row_count=len(self.field["fieldid"]), db_schema=db),
         ]
 
     # ------------------------------------------------------------------ DuckDB
@@ -85,7 +93,7 @@ class SampleCatalog:
         """Create the tables in a DuckDB connection, sorted by ``pachon_hpx``."""
         import pyarrow as pa
 
-        s = f'"{self.schema}"'
+        s = f'"{self.db_schema or self.schema}"'
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
         obj = dict(self.object)
         obj.update(_hidden(obj["ra"], obj["dec"]))
@@ -112,7 +120,7 @@ class SampleCatalog:
     # ------------------------------------------------------------------ PostgreSQL
     def load_postgres(self, conn: Any) -> None:
         """Create the tables with a psycopg2 connection (autocommit), with the q3c index."""
-        s = f'"{self.schema}"'
+        s = f'"{self.db_schema or self.schema}"'
         cur = conn.cursor()
         cur.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s}")
         cur.execute(
@@ -121,8 +129,8 @@ class SampleCatalog:
             'flags integer, name text, type text, "size" double precision)'
         )
         _copy(cur, f'{s}."object"', self.object, list(self.object))
-        cur.execute(f'CREATE INDEX ON {s}."object" (q3c_ang2ipix(ra, dec))')
-        cur.execute(f'CLUSTER {s}."object" USING "object_q3c_ang2ipix_idx"')
+        cur.execute(f'CREATE INDEX "object_q3c_idx" ON {s}."object" (q3c_ang2ipix(ra, dec))')
+        cur.execute(f'CLUSTER {s}."object" USING "object_q3c_idx"')
         cur.execute(
             f'CREATE TABLE {s}."source" (sourceid bigint, objectid bigint, band varchar(1), '
             "mjd double precision, flux double precision, flux_err double precision)"

@@ -455,7 +455,11 @@ class _Translator:
                 return alias.sql
         if isinstance(expr, n.Literal) and expr.kind == "int":
             return str(expr.value)
-        return self.value(expr, scope).sql
+        val = self.value(expr, scope)
+        if val.const is not _NOCONST:
+            # PostgreSQL rejects a bare literal in GROUP BY; a typed constant groups the same.
+            return f"CAST({val.sql} AS {'VARCHAR' if val.kind == 'string' else self._dbl()})"
+        return val.sql
 
     def _order_key(self, item: n.OrderItem, scope: _Scope, outs: list[_Out]) -> str:
         direction = " DESC" if item.descending else " ASC"
@@ -1171,7 +1175,7 @@ class _Translator:
 
     def _v_Cast(self, e: n.Cast, scope: _Scope) -> Val:
         t = e.type
-        if t.name in _GEO_KINDS:
+        if t.name.lower() in _GEO_KINDS:
             v = self.value(e.expr, scope)
             if v.kind == "null":
                 return Val("NULL", t.name.lower())
