@@ -32,6 +32,9 @@ class TapConfig:
         SQLite state database, else ``<repo>/state/tap-results``.
     anonymous
         Serve everybody as the user ``anonymous`` (local use and benchmarks).
+    async_create_grace_s
+        How long a ``POST /async`` with ``PHASE=RUN`` waits for the job to finish before
+        answering 303, so short jobs are COMPLETED when the client first looks.
     limits
         The ``tap`` section of the settings (MAXREC, timeouts, upload limits, public URL).
     """
@@ -45,6 +48,7 @@ class TapConfig:
     reaper_interval_s: float = 60.0
     async_workers: int = 2
     max_wait_s: float = 600.0
+    async_create_grace_s: float = 0.25
 
     @classmethod
     def from_settings(

@@ -67,8 +67,15 @@ async def capabilities(
 async def tables(
     context: Annotated[RequestContext, Depends(context_dependency)],
     detail: Annotated[str, Query()] = "max",
+    only_tables: Annotated[str | None, Query()] = None,
 ) -> Response:
-    """VOSI 1.1 tables (``detail=min`` lists tables without columns)."""
+    """VOSI 1.1 tables (``detail=min`` lists tables without columns).
+
+    ``only_tables=true`` is the ESA TAP+ spelling of ``detail=min`` that astroquery's
+    ``TapPlus.load_tables(only_names=True)`` sends.
+    """
+    if only_tables is not None and only_tables.lower() == "true":
+        detail = "min"
     return Response(await context.metadata.tableset(detail), media_type=XML)
 
 

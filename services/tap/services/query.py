@@ -198,12 +198,13 @@ class QueryService:
         tables: dict[str, pa.Table] = {}
         for spec in params.uploads:
             if spec.inline_part is None:
-                upload = formats.fetch_upload_url(
+                fetched = formats.fetch_upload_url(
                     spec.uri,
-                    spec.name,
-                    max_rows=limits.upload_max_rows,
+                    allow_private_hosts=limits.upload_allow_private_hosts,
                     max_bytes=limits.upload_max_bytes,
-                    allow_private=limits.upload_allow_private_hosts,
+                )
+                upload = formats.read_upload(
+                    fetched, spec.name, max_rows=limits.upload_max_rows, max_bytes=limits.upload_max_bytes
                 )
             else:
                 source = uploads.get(spec.name)

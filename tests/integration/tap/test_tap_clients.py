@@ -18,7 +18,7 @@ def test_pyvo_sync_async_maxrec_tables(tap_server, tap_catalog) -> None:  # type
 
     service = pyvo.dal.TAPService(tap_server.url)
     result = service.search("SELECT TOP 10 objectid, ra, dec FROM bench.object ORDER BY objectid")
-    assert len(result) == 10 and result.fieldnames == ["objectid", "ra", "dec"]
+    assert len(result) == 10 and list(result.fieldnames) == ["objectid", "ra", "dec"]
     count = service.search("SELECT COUNT(*) AS n FROM bench.object").to_table()
     assert int(count["n"][0]) == tap_catalog.n_obj
     with warnings.catch_warnings():
