@@ -95,7 +95,9 @@ class FormatCapability:
 
 
 VOTABLE = OutputFormat("votable", _VOTABLE_MIME, "xml", votable.write_votable, True)
-BINARY2 = OutputFormat("votable/b2", _VOTABLE_MIME + ";serialization=BINARY2", "xml", votable.write_binary2, True)
+BINARY2 = OutputFormat(
+    "votable/b2", _VOTABLE_MIME + ";serialization=BINARY2", "xml", votable.write_binary2, True
+)
 TABLEDATA = OutputFormat(
     "votable/td", _VOTABLE_MIME + ";serialization=TABLEDATA", "xml", votable.write_tabledata, True
 )

@@ -14,7 +14,7 @@ space-separated numbers (DALI), timestamps ISO 8601.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
@@ -37,23 +37,42 @@ def _stream_rows(
     batches: Iterable[pa.RecordBatch],
     specs: Sequence[ColumnSpec],
     status: StatusCallback | None,
-    encode: _RowEncoder,
+    encode: Callable[[list[pa.Array]], bytes],
+    head: bytes,
+    tail: Callable[[], bytes] | None = None,
 ) -> Iterator[bytes]:
+    """Yield ``head`` with the first rows, then rows, then ``tail()``.
+
+    The head waits for the first batch, so a failure before any row propagates unchanged
+    (the service can still answer with a VOTable error document); once bytes are out, a
+    failure becomes :class:`ResultStreamError`.
+    """
+    iterator = iter(batches)
     started = False
-    for batch in batches:
-        if not batch.num_rows:
-            continue
+    while True:
         try:
+            batch = next(iterator, None)
+            if batch is None:
+                break
+            if not batch.num_rows:
+                continue
             chunk = encode(_arrays(batch, specs))
         except Exception as exc:
             if not started:
                 raise
             raise ResultStreamError(f"the result failed after output had started: {exc}") from exc
-        started = True
+        if not started:
+            chunk = head + chunk
+            started = True
         yield chunk
     final = status() if status is not None else ("OK", None)
     if final[0] == "ERROR":
         raise ResultStreamError(final[1] or "the query failed after output had started")
+    end = tail() if tail is not None else b""
+    if not started:
+        yield head + end
+    elif end:
+        yield end
 
 
 class _RowEncoder:
@@ -92,8 +111,8 @@ def _delimited(
     status: StatusCallback | None,
 ) -> Iterator[bytes]:
     specs = column_specs(columns)
-    yield _header(unique_names([s.name for s in specs]), delimiter)
-    yield from _stream_rows(batches, specs, status, _RowEncoder(specs, delimiter))
+    head = _header(unique_names([s.name for s in specs]), delimiter)
+    yield from _stream_rows(batches, specs, status, _RowEncoder(specs, delimiter), head)
 
 
 def write_csv(
@@ -146,15 +165,16 @@ def write_html(
         heads.append(f"<th{title}>{html.escape(name)}{unit}</th>")
     query = meta.query if meta is not None else None
     caption = f"<caption><code>{html.escape(query)}</code></caption>\n" if query else ""
-    yield (
+    head = (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>TAP result</title></head><body>\n'
         f"<table>\n{caption}<thead><tr>{''.join(heads)}</tr></thead>\n<tbody>\n"
     ).encode()
-    yield from _stream_rows(batches, specs, None, _HtmlEncoder(specs))  # type: ignore[arg-type]
-    final = status() if status is not None else ("OK", None)
-    note = ""
-    if final[0] == "OVERFLOW":
-        note = f"<p>{html.escape(final[1] or 'The result was truncated (OVERFLOW).')}</p>\n"
-    elif final[0] == "ERROR":
-        note = f"<p><strong>Error:</strong> {html.escape(final[1] or 'the query failed')}</p>\n"
-    yield f"</tbody>\n</table>\n{note}</body></html>\n".encode()
+
+    def tail() -> bytes:
+        final = status() if status is not None else ("OK", None)
+        note = ""
+        if final[0] == "OVERFLOW":
+            note = f"<p>{html.escape(final[1] or 'The result was truncated (OVERFLOW).')}</p>\n"
+        return f"</tbody>\n</table>\n{note}</body></html>\n".encode()
+
+    yield from _stream_rows(batches, specs, status, _HtmlEncoder(specs), head, tail)
