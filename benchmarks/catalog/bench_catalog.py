@@ -34,7 +34,7 @@ def hpx_ranges(ra: float, dec: float, radius_deg: float) -> list[tuple[int, int]
     import astropy.units as u
     from cdshealpix.nested import cone_search
 
-    depth = max(0, min(HPX_DEPTH, int(math.floor(math.log2(58.6 / max(radius_deg, 1e-6)))) + 1))
+    depth = max(0, min(HPX_DEPTH, math.floor(math.log2(58.6 / max(radius_deg, 1e-6))) + 1))
     ipix, dep, _ = cone_search(ra * u.deg, dec * u.deg, radius_deg * u.deg, depth)
     shift = 2 * (HPX_DEPTH - dep.astype(np.int64))
     lo = np.sort(ipix.astype(np.int64) << shift)
@@ -65,7 +65,9 @@ def timed(cat, sql: str, repeats: int = 7) -> tuple[float, list]:
     for _ in range(repeats):
         with cat.connection() as conn:
             t0 = time.perf_counter()
-            cur = conn.cursor() if hasattr(conn, "commit") and not hasattr(conn, "fetch_arrow_table") else conn
+            cur = (
+                conn.cursor() if hasattr(conn, "commit") and not hasattr(conn, "fetch_arrow_table") else conn
+            )
             cur.execute(sql)
             rows = cur.fetchall()
             times.append((time.perf_counter() - t0) * 1000)
@@ -112,7 +114,9 @@ def run(url: str, catdir: Path, table_prefix: str = "bench") -> dict[str, float]
         for i in ids
     ]
     figures["lightcurve_ms"] = statistics.median(lc)
-    figures["top1000_ms"] = timed(reader, f"SELECT objectid, ra, dec, r_mag FROM {obj} ORDER BY r_mag LIMIT 1000")[0]
+    figures["top1000_ms"] = timed(
+        reader, f"SELECT objectid, ra, dec, r_mag FROM {obj} ORDER BY r_mag LIMIT 1000"
+    )[0]
     figures["histogram_ms"] = timed(
         reader, f"SELECT FLOOR(r_mag * 2) / 2.0 AS bin, COUNT(*) AS n FROM {obj} GROUP BY bin ORDER BY bin"
     )[0]
@@ -123,9 +127,15 @@ def run(url: str, catdir: Path, table_prefix: str = "bench") -> dict[str, float]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("catdir", type=Path, help="folder written by gen_catalog.py (object/forcedsource.parquet)")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/pachon-bench-catalog"), help="DuckDB output folder")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "catdir", type=Path, help="folder written by gen_catalog.py (object/forcedsource.parquet)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("/tmp/pachon-bench-catalog"), help="DuckDB output folder"
+    )
     parser.add_argument("--postgres", help="also run against this PostgreSQL URL (pgsphere + q3c installed)")
     args = parser.parse_args(argv)
     shutil.rmtree(args.out, ignore_errors=True)

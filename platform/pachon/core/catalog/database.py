@@ -172,14 +172,19 @@ def _check_schema_name(name: str) -> None:
         )
     if name.lower() in RESERVED_SCHEMAS:
         raise CatalogError(f"schema name {name!r} is reserved; choose another")
+    if not is_regular_identifier(name):
+        raise CatalogError(
+            f"schema name {name!r} is an ADQL reserved word and would need quotes in every query; "
+            f"choose another (e.g. '{name}_cat')"
+        )
 
 
 def _match(items: Iterable[Any], name: str, key: Callable[[Any], str]) -> Any | None:
     """ADQL case rules: an exact match wins, else a unique case-insensitive match."""
     items = list(items)
-    for item in items:
-        if key(item) == name:
-            return item
+    exact = [item for item in items if key(item) == name]
+    if exact:
+        return exact[0] if len(exact) == 1 else None
     lowered = [item for item in items if key(item).lower() == name.lower()]
     return lowered[0] if len(lowered) == 1 else None
 
@@ -232,14 +237,18 @@ def columns_from_arrow(
     return out
 
 
-def _default_sort(columns: list[ColumnInfo], position: PositionInfo | None) -> str | None:
-    if position is not None:
-        return None
+def _id_column(columns: Iterable[ColumnInfo]) -> str | None:
+    """The table's object-id column (objectId, diaObjectId, ..., id), if it has one."""
     names = {c.name.lower(): c.name for c in columns if c.datatype in ("long", "int")}
     for candidate in _SORT_CANDIDATES:
         if candidate in names:
             return names[candidate]
     return None
+
+
+def _default_sort(columns: list[ColumnInfo], position: PositionInfo | None) -> str | None:
+    """Positioned tables are sorted by HEALPix cell; others by their id column (light curves)."""
+    return None if position is not None else _id_column(columns)
 
 
 def _astropy_to_arrow(table: Any) -> tuple[pa.Table, dict[str, dict[str, str]]]:
@@ -431,21 +440,46 @@ class CatalogDatabase(ABC):
                         f"no column {col!r} for the position; columns are {', '.join(names.values())}",
                     )
             position = PositionInfo(ra=names[ra.lower()], dec=names[dec.lower()])
+            for col in (position.ra, position.dec):
+                dtype = source.schema.field(col).type
+                if not (
+                    pa.types.is_floating(dtype) or pa.types.is_integer(dtype) or pa.types.is_decimal(dtype)
+                ):
+                    raise IngestError(
+                        source.path,
+                        f"holds {dtype} values; a position column must hold numbers (degrees)",
+                        column=col,
+                    )
         elif felis_table is not None and felis_table.position is not None and source.fmt == "arrow":
             pos = felis_table.position
             if pos.ra.lower() in names and pos.dec.lower() in names:
-                position = PositionInfo(ra=names[pos.ra.lower()], dec=names[pos.dec.lower()])
-        if (
+                position = PositionInfo(ra=pos.ra, dec=pos.dec)
+        fits_existing = (
             felis_table is not None
             and source.fmt == "arrow"
-            and felis_table.row_count in (None, 0)
             and felis_table.schema.lower() != TAP_SCHEMA_NAME
-        ):
-            info = self._fill_from_felis(felis_table, source, position)
+            and all(felis_table.column(f.name) is not None for f in source.schema)
+        )
+        if felis_table is not None and fits_existing and (replace_existing or not felis_table.row_count):
+            # A pipeline filling (or re-filling) a Felis table: keep the schema's columns and metadata.
+            if position is not None:
+                ra_col, dec_col = felis_table.column(position.ra), felis_table.column(position.dec)
+                if ra_col is not None and dec_col is not None:
+                    position = PositionInfo(ra=ra_col.name, dec=dec_col.name)
+            info = replace(felis_table, position=position or felis_table.position, row_count=None)
+            source = self._renamed(source, felis_table)
         else:
             if felis_table is not None and not replace_existing:
+                unknown = [f.name for f in source.schema if felis_table.column(f.name) is None]
+                detail = (
+                    f" and has no column(s) {', '.join(map(repr, unknown))}; a pipeline may only fill the "
+                    "table's columns, or "
+                    if unknown and source.fmt == "arrow"
+                    else "; "
+                )
                 raise CatalogError(
-                    f"table {felis_table.qualified} already exists; pass replace=True (CLI: --replace) to replace it"
+                    f"table {felis_table.qualified} already exists{detail}pass replace=True "
+                    "(CLI: --replace) to replace it"
                 )
             columns = columns_from_arrow(source.schema, source.column_meta, position, str(source.path))
             info = TableInfo(
@@ -472,17 +506,15 @@ class CatalogDatabase(ABC):
         final = self.resolve(info.schema, info.name) or replace(info, row_count=rows)
         return IngestReport(final, rows, time.perf_counter() - start, str(source.path), source.fmt)
 
-    def _fill_from_felis(
-        self, felis_table: TableInfo, source: SourceTable, position: PositionInfo | None
-    ) -> TableInfo:
-        """Check Arrow data against an existing Felis table; the result keeps the Felis metadata."""
-        for f in source.schema:
-            if felis_table.column(f.name) is None:
-                raise CatalogError(
-                    f"column {f.name!r} is not in {felis_table.qualified} (Felis schema); "
-                    "a pipeline may only fill the schema's columns"
-                )
-        return replace(felis_table, position=position or felis_table.position)
+    @staticmethod
+    def _renamed(source: SourceTable, table: TableInfo) -> SourceTable:
+        """Give Arrow columns the table's own spelling (``objectid`` → ``objectId``)."""
+        names = [table.column(f.name).name for f in source.schema]  # type: ignore[union-attr]
+        if names == source.schema.names:
+            return source
+        schema = pa.schema([pa.field(n, f.type) for n, f in zip(names, source.schema, strict=True)])
+        batches = (pa.RecordBatch.from_arrays(b.columns, schema=schema) for b in source.batches)
+        return replace(source, schema=schema, batches=batches)
 
     def _spatial_batches(
         self, source: SourceTable, position: PositionInfo | None, progress: Progress | None, with_hidden: bool
@@ -907,13 +939,24 @@ class DuckDBCatalog(CatalogDatabase):
             if first is not None:
                 stream_schema = first.schema
 
+                failure: list[BaseException] = []
+
                 def all_batches() -> Iterator[pa.RecordBatch]:
-                    yield first
-                    yield from batches
+                    try:
+                        yield first
+                        yield from batches
+                    except BaseException as exc:  # surfaced below instead of DuckDB's wrapper
+                        failure.append(exc)
+                        raise
 
                 reader = pa.RecordBatchReader.from_batches(stream_schema, all_batches())
                 conn.register("pachon_input", reader)
-                conn.execute(f"CREATE TABLE {staging} AS SELECT * FROM pachon_input")
+                try:
+                    conn.execute(f"CREATE TABLE {staging} AS SELECT * FROM pachon_input")
+                except Exception:
+                    if failure:
+                        raise failure[0] from None
+                    raise
                 conn.unregister("pachon_input")
                 order = HPX_COLUMN if position is not None else (_q(sort_column) if sort_column else None)
                 names = [_q(f.name) for f in stream_schema]
@@ -1101,10 +1144,11 @@ class PostgresCatalog(CatalogDatabase):
             cur.execute(
                 f"CREATE INDEX {_q(index)} ON {target} (q3c_ang2ipix({_q(table.position.ra)}, {_q(table.position.dec)}))"
             )
-        if sort_column is not None:
-            sort_index = f"{base}_{re.sub(r'[^a-z0-9_]', '_', sort_column.lower())}"[:60]
-            cur.execute(f"CREATE INDEX {_q(sort_index)} ON {target} ({_q(sort_column)})")
-            index = index or sort_index
+        for column in dict.fromkeys(c for c in (sort_column, _id_column(table.columns)) if c):
+            col_index = f"{base}_{re.sub(r'[^a-z0-9_]', '_', column.lower())}"[:60]
+            cur.execute(f"CREATE INDEX {_q(col_index)} ON {target} ({_q(column)})")
+            if column == sort_column:
+                index = index or col_index
         if cluster and index is not None:
             cur.execute(f"CLUSTER {target} USING {_q(index)}")
 

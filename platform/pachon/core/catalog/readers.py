@@ -46,6 +46,8 @@ _SUFFIXES = {
     ".txt": "csv",
 }
 BATCH_ROWS = 262_144
+CSV_BLOCK_BYTES = 32 << 20
+"""Bytes per CSV block; column types are inferred from the first block (as pyarrow does)."""
 
 
 class IngestError(ValueError):
@@ -280,7 +282,7 @@ _CSV_COLUMN = re.compile(r"column #(\d+)")
 def _open_csv(path: Path) -> SourceTable:
     import pyarrow.csv as pcsv
 
-    read = pcsv.ReadOptions(block_size=32 << 20)
+    read = pcsv.ReadOptions(block_size=CSV_BLOCK_BYTES)
     convert = pcsv.ConvertOptions(strings_can_be_null=True)
     try:
         reader = pcsv.open_csv(path, read_options=read, convert_options=convert)
