@@ -85,7 +85,27 @@ def _vertices(poly: Sequence[float]) -> list[Vec]:
 
 
 def _point_in_polygon(p: Vec, verts: list[Vec]) -> bool:
-    """Winding test: the signed angles subtended at p by the edges sum to ±2π inside."""
+    """Winding test: the signed angles subtended at p by the edges sum to ±2π inside.
+
+    Seen from the antipode of the interior the edges also wind once, with the opposite
+    sign, so the sign must match the winding seen from the vertices' mean direction
+    (inside any polygon smaller than a hemisphere).
+    """
+    total = _winding(p, verts)
+    if total is None:
+        return True
+    if abs(total) <= math.pi:
+        return False
+    s = (sum(v[0] for v in verts), sum(v[1] for v in verts), sum(v[2] for v in verts))
+    norm = _norm(s)
+    if norm == 0:
+        return False
+    reference = _winding((s[0] / norm, s[1] / norm, s[2] / norm), verts)
+    return reference is None or (reference > 0) == (total > 0)
+
+
+def _winding(p: Vec, verts: list[Vec]) -> float | None:
+    """Sum of the signed angles of the edges seen from p (None when p is a vertex)."""
     total = 0.0
     for i, a in enumerate(verts):
         b = verts[(i + 1) % len(verts)]
@@ -93,9 +113,9 @@ def _point_in_polygon(p: Vec, verts: list[Vec]) -> bool:
         ta = _cross(_cross(p, a), p)
         tb = _cross(_cross(p, b), p)
         if _norm(ta) < 1e-15 or _norm(tb) < 1e-15:
-            return True  # p is a vertex
+            return None
         total += math.atan2(_dot(p, _cross(ta, tb)), _dot(ta, tb))
-    return abs(total) > math.pi
+    return total
 
 
 def _arc_distance(p: Vec, a: Vec, b: Vec) -> float:

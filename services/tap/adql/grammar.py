@@ -54,7 +54,7 @@ select_spec: _SELECT quantifier? top? select_list from_clause where_clause? grou
 quantifier: DISTINCT | ALL
 top: _TOP INT
 select_list: select_item ("," select_item)*
-select_item: "*"                          -> star
+select_item: STAR                         -> star
     | name_chain DOTSTAR                  -> qualified_star
     | value_expr alias?                   -> select_value
 alias: _AS? identifier

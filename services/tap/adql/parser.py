@@ -346,7 +346,8 @@ class _Builder(lark.Transformer):  # type: ignore[type-arg]
 
     # -- select
     def star(self, c: list[Any]) -> n.SelectItem:
-        return n.SelectItem(n.Star())
+        line, column = _pos(c[0])
+        return n.SelectItem(n.Star(line=line, column=column), line=line, column=column)
 
     def qualified_star(self, c: list[Any]) -> n.SelectItem:
         parts = c[0]
@@ -386,9 +387,12 @@ class _Builder(lark.Transformer):  # type: ignore[type-arg]
                 items = x
             else:
                 parts[x[0]] = x[1]
+        line, column = _pos(items[0]) if items else (0, 0)
         return n.Select(
             items,
             parts["from"],
+            line=line,
+            column=column,
             distinct=distinct,
             top=parts.get("top"),
             where=parts.get("where"),

@@ -1137,7 +1137,13 @@ class _Translator:
                 }[e.op]()
             except (ZeroDivisionError, OverflowError):
                 const = _NOCONST
-        unit = left.meta.unit if e.op in "+-" and left.meta is not None and left.meta.unit else None
+        unit = None
+        if e.op in "+-" and left.meta is not None and left.meta.unit:
+            unit = left.meta.unit
+        elif e.op in "*/" and isinstance(right.const, (int, float)) and left.meta is not None:
+            unit = left.meta.unit
+        elif e.op == "*" and isinstance(left.const, (int, float)) and right.meta is not None:
+            unit = right.meta.unit
         meta = ColumnInfo("expr", _votable(kind)[0], unit=unit) if unit else None
         return Val(f"({left.sql} {op} {right.sql})", kind, const=const, agg=agg, meta=meta)
 
