@@ -443,6 +443,9 @@ def _read_votable(data: bytes, name: str, max_rows: int) -> tuple[pa.Table, list
 
     from astropy.io.votable import parse
 
+    widened: set[int] = set()
+    if b"<TABLEDATA" in data:
+        data, widened = _widen_single_chars(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -464,8 +467,8 @@ def _read_votable(data: bytes, name: str, max_rows: int) -> tuple[pa.Table, list
     arrays: list[pa.Array] = []
     columns: list[ColumnInfo] = []
     for index, fld in enumerate(vot.fields):
-        values = rows.field(index)
-        array, arraysize = _votable_array(values, fld)
+        values = rows[rows.dtype.names[index]]
+        array, arraysize = _votable_array(values, fld, single=index in widened)
         arrays.append(array)
         datatype = fld.datatype
         if datatype == "char" and _has_non_ascii(array):
@@ -490,15 +493,47 @@ def _read_votable(data: bytes, name: str, max_rows: int) -> tuple[pa.Table, list
     return table.rename_columns([c.name for c in columns]), columns
 
 
+_FIELD_TAG = re.compile(rb"<FIELD\b[^>]*>")
+_CHAR_TYPE = re.compile(rb"""\bdatatype\s*=\s*["'](char|unicodeChar)["']""")
+_ARRAYSIZE = re.compile(rb"""\barraysize\s*=\s*["']\s*1\s*["']""")
+
+
+def _widen_single_chars(data: bytes) -> tuple[bytes, set[int]]:
+    """Read TABLEDATA ``char`` FIELDs declared with ``arraysize="1"`` (or none) as variable-length.
+
+    Many writers declare one-character text columns but put longer strings in them; the
+    parser would cut them to one character. We read the full text and decide the
+    arraysize from the values (see :func:`_votable_array`). Returns the new bytes and the
+    positions (in document order) of the widened FIELDs.
+    """
+    widened: set[int] = set()
+    counter = iter(range(1 << 30))
+
+    def widen(match: re.Match[bytes]) -> bytes:
+        index = next(counter)
+        tag = match.group(0)
+        if not _CHAR_TYPE.search(tag):
+            return tag
+        if _ARRAYSIZE.search(tag):
+            widened.add(index)
+            return _ARRAYSIZE.sub(b'arraysize="*"', tag, count=1)
+        if b"arraysize" not in tag:
+            widened.add(index)
+            return tag[:6] + b' arraysize="*"' + tag[6:]
+        return tag
+
+    return _FIELD_TAG.sub(widen, data), widened
+
+
 def _has_non_ascii(array: pa.Array) -> bool:
     if not (pa.types.is_string(array.type) and len(array)):
         return False
     return pc.all(pc.string_is_ascii(array)).as_py() is False
 
 
-def _votable_array(values: Any, fld: Any) -> tuple[pa.Array, str | None]:
+def _votable_array(values: Any, fld: Any, *, single: bool = False) -> tuple[pa.Array, str | None]:
     mask = np.ma.getmaskarray(values)
-    raw = np.ma.getdata(values)
+    raw = _native(np.ma.getdata(values))
     datatype = fld.datatype
     arraysize = fld.arraysize
     if datatype in ("char", "unicodeChar"):
@@ -509,8 +544,9 @@ def _votable_array(values: Any, fld: Any) -> tuple[pa.Array, str | None]:
         array = pa.array(strings, type=pa.string())
         if (fld.xtype or "").lower() == "timestamp":
             array = _maybe_timestamps(array)
-        if arraysize in (None, "1") and len(array) and (pc.max(pc.utf8_length(array)).as_py() or 0) > 1:
-            arraysize = "*"  # arraysize="1" (or none) with longer values: keep the values
+        if single or arraysize in (None, "1"):
+            longest = (pc.max(pc.utf8_length(array)).as_py() or 0) if len(array) else 0
+            arraysize = "*" if longest > 1 else "1"  # longer values than declared: keep them
         return array, arraysize
     if raw.dtype == object:  # variable-length arrays
         items = []
@@ -533,9 +569,17 @@ def _votable_array(values: Any, fld: Any) -> tuple[pa.Array, str | None]:
     return array, arraysize
 
 
+def _native(values: np.ndarray) -> np.ndarray:
+    """Native byte order (FITS data are big-endian; Arrow takes native arrays only)."""
+    if values.dtype.kind in "biuf" and not values.dtype.isnative:
+        return values.astype(values.dtype.newbyteorder("="))
+    return values
+
+
 def _maybe_timestamps(array: pa.Array) -> pa.Array:
     """Parse ISO 8601 strings to timestamps when all of them parse (else keep the text)."""
     text = pc.replace_substring_regex(array, pattern=r"Z$", replacement="")
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
     try:
         return pc.cast(text, pa.timestamp("us"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -643,7 +687,7 @@ def _read_fits(data: bytes, name: str, max_rows: int) -> tuple[pa.Table, list[Co
     arrays = []
     fields = []
     for col in table.itercols():
-        values = np.ma.getdata(col)
+        values = _native(np.ma.getdata(col))
         mask = np.ma.getmaskarray(col) if hasattr(col, "mask") else None
         if values.dtype.kind in "SU":
             strings = [
