@@ -52,6 +52,7 @@ class ProcessContext:
         engine = state_engine(config.state_url)
         config.results_dir.mkdir(parents=True, exist_ok=True)
         catalog = open_catalog(config.catalog_url, read_only=True)
+        install_functions(catalog, logger)
         history_store = HistoryStore(engine=engine)
         queries = QueryService(config=config, catalog=catalog, history=history_store, logger=logger)
         jobs = JobService(
@@ -110,6 +111,36 @@ class RequestContext:
 
     def job_url(self, job_id: str) -> str:
         return f"{self.base_url}/async/{job_id}"
+
+
+def install_functions(catalog: CatalogDatabase, logger: logging.Logger) -> None:
+    """Make the functions translated SQL calls (geometry, HEALPix, ``ivo_*``, ``scisql_*``) exist.
+
+    DuckDB: Python UDFs are registered on the catalog's one shared connection, whose cursors
+    all see them. They must not be registered on a cursor: DuckDB frees the Python callable
+    when that cursor closes, and the next call crashes the process. The catalog layer keeps
+    that connection private, hence the attribute access (see the report: ``_connect()`` in
+    the catalog layer is the better home). PostgreSQL: the SQL helper
+    functions are created (``CREATE OR REPLACE``) if the role may; otherwise the catalog's
+    owner must have run them (``pachon catalog create`` does).
+    """
+    if catalog.dialect == "duckdb":
+        from .adql import duckdb_functions
+
+        connection = getattr(catalog, "_conn", None)
+        if connection is None:
+            raise RuntimeError("the DuckDB catalog has no open connection to install the ADQL functions on")
+        duckdb_functions.install(connection)
+        return
+    from .adql import postgres_functions
+
+    try:
+        with catalog.connection() as conn:
+            with conn.cursor() as cursor:
+                cursor.execute(postgres_functions.install_sql())
+            conn.commit()
+    except Exception as exc:  # a read-only role: the functions must already be there
+        logger.warning("could not install the SQL helper functions in the catalog database: %s", exc)
 
 
 def public_base_url(request: Request, config: TapConfig) -> str:

@@ -118,4 +118,4 @@ def test_stilts_tapquery_upload_and_tpipe(tap_server, require, tmp_path: Path) -
         text=True,
         timeout=120,
     )
-    assert "Rows: 6" in piped.stdout
+    assert "rows: 6" in piped.stdout

@@ -311,3 +311,22 @@ async def test_inline_upload_join(make_client) -> None:  # type: ignore[no-untyp
             "/tap/sync", data={"LANG": "ADQL", "QUERY": query, "UPLOAD": "mine,param:tbl"}
         )
         assert missing.status_code == 400 and "tbl" in (status_of(missing)[1] or "")
+
+
+async def test_udfs_and_geometry_run(make_client) -> None:  # type: ignore[no-untyped-def]
+    queries = {
+        "SELECT COUNT(*) AS n FROM bench.object WHERE "
+        "CONTAINS(POINT('ICRS', ra, dec), POLYGON('ICRS', 145, 0, 155, 0, 155, 5, 145, 5)) = 1": None,
+        "SELECT TOP 3 objectid, scisql_nanojanskyToAbMag(3631e9) AS m0, ivo_healpix_index(6, ra, dec) AS hpx "
+        "FROM bench.object ORDER BY objectid": 3,
+        "SELECT TOP 2 ra, dec FROM bench.object ORDER BY DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 150, 2))": 2,
+    }
+    async with make_client() as client:
+        for query, rows in queries.items():
+            answer = await client.post("/tap/sync", data={"LANG": "ADQL", "QUERY": query})
+            assert answer.status_code == 200 and status_of(answer)[0] == "OK", (query, answer.text[-600:])
+            table = table_of(answer)
+            if rows is not None:
+                assert len(table) == rows
+        count = table_of(await client.post("/tap/sync", data={"LANG": "ADQL", "QUERY": next(iter(queries))}))
+        assert 0 < int(count["n"][0]) < 3000
