@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time
 from lsst.daf.butler import CollectionType, DatasetIdGenEnum, DatasetRef
@@ -293,11 +294,13 @@ def _write_run_products(repo: DataRepository, survey: Survey, summary: Simulatio
                 continue
             el = detector_electronics(survey.seed, d, cam.nx, cam.ny)
             mask = np.where(defect_mask(el, cam.nx, cam.ny), np.int32(1), np.int32(0))
-            flat = Exposure(pipeline_flat(cfg_json, survey.seed, d, band), unit="", mask=mask)
-            flat.meta["BAND"] = band
-            flat.meta["FILTER"] = physical_filter(band)
-            flat.meta["DETECTOR"] = d
-            flat.meta["COMMENT"] = "normalised flat field (imperfect: ~0.5% smooth error); divide bias-subtracted e-"
+            header = fits.Header()
+            header["BAND"] = band
+            header["FILTER"] = physical_filter(band)
+            header["DETECTOR"] = d
+            header["FLATERR"] = (cfg.flat_error, "rms error of this flat vs the true response")
+            header["COMMENT"] = "Normalised flat field (imperfect); divide bias-subtracted electrons by it."
+            flat = Exposure(pipeline_flat(cfg_json, survey.seed, d, band), unit="", mask=mask, meta=header)
             _put_once(repo, summary, flat, "flat", detector=d, physical_filter=physical_filter(band))
     for v in survey.visits:
         _put_once(repo, summary, _ephemeris_table(survey, v), "truth_ephemerides", exposure=v.exposure)
