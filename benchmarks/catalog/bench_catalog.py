@@ -136,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=Path("/tmp/pachon-bench-catalog"), help="DuckDB output folder"
     )
-    parser.add_argument("--postgres", help="also run against this PostgreSQL URL (pgsphere + q3c installed)")
+    parser.add_argument(
+        "--postgres",
+        help="also run against this PostgreSQL URL (pgsphere + q3c installed), or 'auto' for a throwaway "
+        "cluster started like the test fixture",
+    )
     args = parser.parse_args(argv)
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
@@ -144,7 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     run(f"duckdb:///{args.out.resolve()}/cat.duckdb", args.catdir)
     print("== DuckDB, folder form (duckdb:///…/folder/)")
     run(f"duckdb:///{args.out.resolve()}/folder/", args.catdir)
-    if args.postgres:
+    if args.postgres == "auto":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+        from fixtures.postgres import start_cluster
+
+        cluster = start_cluster()
+        try:
+            print("== PostgreSQL 15 + q3c (throwaway cluster)")
+            run(cluster.create_database("bench"), args.catdir)
+        finally:
+            cluster.stop()
+    elif args.postgres:
         print("== PostgreSQL + q3c")
         run(args.postgres, args.catdir)
     return 0

@@ -151,11 +151,28 @@ def list_(catalog: CatalogOption = None) -> None:
             for schema in cat.schemas():
                 typer.echo(f"{schema.name}: {schema.description or ''}".rstrip(": "))
                 for table in schema.tables:
-                    rows = "?" if table.row_count is None else f"{table.row_count:,}"
+                    count = table.row_count if table.row_count is not None else _count(cat, table)
+                    rows = "?" if count is None else f"{count:,}"
                     pos = f"  position ({table.position.ra}, {table.position.dec})" if table.position else ""
                     typer.echo(f"  {table.qualified:<40} {rows:>14} rows  {len(table.columns)} columns{pos}")
     except CatalogError as exc:
         raise _fail(str(exc)) from None
+
+
+def _count(cat: object, table: object) -> int | None:
+    """COUNT(*) of a table whose metadata has no row count (TAP_SCHEMA's own tables)."""
+    from pachon.core.catalog import CatalogDatabase, TableInfo
+    from pachon.core.catalog.identifiers import quote_identifier as q
+
+    assert isinstance(cat, CatalogDatabase) and isinstance(table, TableInfo)
+    sql = f"SELECT count(*) FROM {q(table.db_schema or table.schema)}.{q(table.db_name or table.name)}"
+    try:
+        with cat.connection() as conn:
+            cur = conn.cursor() if cat.dialect == "postgresql" else conn
+            cur.execute(sql)
+            return int(cur.fetchone()[0])
+    except Exception:
+        return None
 
 
 def register(app: typer.Typer) -> None:

@@ -123,7 +123,6 @@ RESERVED_SCHEMAS = {
     "pg_catalog",
 }
 DUCKDB_THREADS = 2
-ROW_GROUP_SIZE = 61_440
 _SORT_CANDIDATES = ("objectid", "diaobjectid", "ssobjectid", "sourceid", "id")
 
 Progress = Callable[[int], None]
@@ -808,7 +807,9 @@ class DuckDBCatalog(CatalogDatabase):
             conn.execute(f"CREATE TABLE {target} ({ddl})")
             values = [*own[name], *combined[name]]
             _duck_insert(conn, target, cols, values)
-        self._schemas = [tap_schema_info(), *schemas]
+        self._schemas = sorted(
+            [tap_schema_info(), *schemas], key=lambda s: (s.schema_index is None, s.schema_index or 0, s.name)
+        )
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Any]:
