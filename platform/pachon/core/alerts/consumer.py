@@ -191,6 +191,7 @@ class AlertConsumer:
                 "enable.auto.offset.store": False,
                 "auto.commit.interval.ms": 1000,
                 "fetch.message.max.bytes": 10_000_000,
+                "fetch.wait.max.ms": 100,  # a new alert waits at most 0.1 s in the broker (default 0.5 s)
                 **self._extra,
             }
         )

@@ -37,8 +37,9 @@ __all__ = ["AlertProducer", "PublishReport"]
 log = get_logger(__name__)
 
 PRODUCER_CONFIG: dict[str, Any] = {
-    # As Rubin's prompt-alert producer (DMTN-210), but with a batch-level flush.
-    "compression.type": "snappy",
+    # As Rubin's prompt-alert producer (DMTN-210) but lz4 rather than snappy (measured faster here on
+    # FITS cutouts) and a batch-level flush.
+    "compression.type": "lz4",
     "batch.size": 2_000_000,
     "linger.ms": 5,
     "message.max.bytes": 10_000_000,

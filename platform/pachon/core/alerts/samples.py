@@ -63,8 +63,12 @@ def sample_visit(
     cutouts: bool = True,
     mjd: float = 61367.2,
     seed: int = 0,
+    bbox_sizes: tuple[int, ...] = (30,),
 ) -> SampleVisit:
-    """``n_sources`` DiaSources on one detector, each with ``history`` previous sources and forced points."""
+    """``n_sources`` DiaSources on one detector, each with ``history`` previous sources and forced points.
+
+    ``bbox_sizes``: footprint sizes drawn at random per source (cutouts are clamped to 30–102 px).
+    """
     rng = np.random.default_rng(seed + detector * 7919 + visit % 100_000)
     wcs = _wcs(150.0, -30.0)
     size = 2000
@@ -72,8 +76,8 @@ def sample_visit(
     science = rng.normal(0.0, sky_sigma, (size, size)).astype(np.float32)
     template = rng.normal(0.0, sky_sigma / 2, (size, size)).astype(np.float32)
     variance = np.full((size, size), sky_sigma**2, dtype=np.float32)
-    xs = rng.uniform(60, size - 60, n_sources)
-    ys = rng.uniform(60, size - 60, n_sources)
+    xs = rng.uniform(70, size - 70, n_sources)
+    ys = rng.uniform(70, size - 70, n_sources)
     fluxes = rng.lognormal(np.log(5000.0), 0.8, n_sources)
     sigma_psf = 2.0
     yy, xx = np.mgrid[-15:16, -15:16]
@@ -128,7 +132,7 @@ def sample_visit(
             "isNegative": False,
             "trailNdata": 0,
             "dipoleNdata": 0,
-            "bboxSize": 30,
+            "bboxSize": int(rng.choice(bbox_sizes)),
             "timeProcessedMjdTai": mjd + 30 / 86400,
             "pixelFlags": False,
             "pixelFlags_saturated": False,
@@ -182,6 +186,6 @@ def sample_visit(
                 difference=(difference, variance, wcs),
                 science=(science, variance, wcs),
                 template=(template, variance / 4, wcs),
-                bbox_size=30,
+                bbox_size=row["bboxSize"],
             )
     return out
