@@ -19,10 +19,11 @@ from pachon.core.state import state_engine, upgrade_state
 
 from .config import TapConfig
 from .models.user import User
-from .services.history import HistoryService
+from .services.history import HistoryService, HistoryWriter
 from .services.jobs import JobService
 from .services.metadata import MetadataService
 from .services.query import QueryService
+from .services.watchdog import Watchdog
 from .storage.files import ResultFiles
 from .storage.history import HistoryStore
 from .storage.jobs import JobStore
@@ -43,6 +44,8 @@ class ProcessContext:
     metadata: MetadataService
     logger: logging.Logger
     started_at: datetime
+    history_writer: HistoryWriter
+    watchdog: Watchdog
 
     @classmethod
     def create(cls, config: TapConfig) -> ProcessContext:
@@ -54,12 +57,17 @@ class ProcessContext:
         catalog = open_catalog(config.catalog_url, read_only=True)
         install_functions(catalog, logger)
         history_store = HistoryStore(engine=engine)
-        queries = QueryService(config=config, catalog=catalog, history=history_store, logger=logger)
+        history_writer = HistoryWriter(store=history_store, logger=logger)
+        watchdog = Watchdog()
+        queries = QueryService(
+            config=config, catalog=catalog, history=history_writer, watchdog=watchdog, logger=logger
+        )
         jobs = JobService(
             config=config,
             store=JobStore(engine=engine),
             files=ResultFiles(root=config.results_dir),
             queries=queries,
+            watchdog=watchdog,
             logger=logger,
         )
         jobs.recover()
@@ -69,7 +77,9 @@ class ProcessContext:
             catalog=catalog,
             queries=queries,
             jobs=jobs,
-            history=HistoryService(store=history_store),
+            history=HistoryService(store=history_store, writer=history_writer),
+            history_writer=history_writer,
+            watchdog=watchdog,
             metadata=MetadataService(config=config, catalog=catalog, started_at=started),
             logger=logger,
             started_at=started,
@@ -77,6 +87,8 @@ class ProcessContext:
 
     def close(self) -> None:
         self.jobs.close()
+        self.history_writer.close()
+        self.watchdog.close()
         self.catalog.close()
 
 

@@ -41,6 +41,7 @@ from ..storage.jobs import JobStore
 from ..storage.util import utcnow
 from .cancel import QueryHandle
 from .query import QueryService, UploadData
+from .watchdog import Watchdog
 
 __all__ = ["RESTART_MESSAGE", "JobService"]
 
@@ -57,8 +58,10 @@ class JobService:
         store: JobStore,
         files: ResultFiles,
         queries: QueryService,
+        watchdog: Watchdog,
         logger: logging.Logger,
     ) -> None:
+        self._watchdog = watchdog
         self._config = config
         self._store = store
         self._files = files
@@ -298,9 +301,7 @@ class JobService:
         handle = QueryHandle()
         with self._handles_lock:
             self._handles[job_id] = handle
-        timer = threading.Timer(job.execution_duration, handle.cancel, args=("timeout",))
-        timer.daemon = True
-        timer.start()
+        timer = self._watchdog.call_later(job.execution_duration, lambda: handle.cancel("timeout"))
         try:
             params = TapParams.from_mapping(
                 {

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,9 +38,10 @@ from .. import adql, formats
 from ..config import TapConfig
 from ..exceptions import ExecutionTimeoutError, JobAbortedError, QueryError, TapError, UploadError
 from ..models.params import TapParams
-from ..storage.history import HistoryStore
 from ..storage.util import utcnow
 from .cancel import QueryHandle
+from .history import HistoryWriter
+from .watchdog import Watchdog
 
 __all__ = ["FileOutcome", "QueryService", "SyncAnswer", "UploadData"]
 
@@ -101,12 +101,14 @@ class QueryService:
         *,
         config: TapConfig,
         catalog: CatalogDatabase,
-        history: HistoryStore,
+        history: HistoryWriter,
+        watchdog: Watchdog,
         logger: logging.Logger,
     ) -> None:
         self._config = config
         self._catalog = catalog
         self._history = history
+        self._watchdog = watchdog
         self._logger = logger
 
     # Public API ----------------------------------------------------------------------
@@ -114,11 +116,11 @@ class QueryService:
         """Run a sync query; small results come back whole, large ones as a chunk iterator."""
         run = _Run(owner=owner, mode="sync", query=params.query, job_id=None)
         handle = QueryHandle()
-        timer = threading.Timer(self._config.limits.sync_timeout_s, handle.cancel, args=("timeout",))
-        timer.daemon = True
+        timer = self._watchdog.call_later(
+            self._config.limits.sync_timeout_s, lambda: handle.cancel("timeout")
+        )
         try:
             fmt = self._negotiate(params)
-            timer.start()
             chunks = self._execute(run, params, uploads, handle, fmt, self._config.limits.sync_timeout_s)
             first: list[bytes] = []
             size = 0
@@ -324,20 +326,17 @@ class QueryService:
             return
         run.recorded = True
         status = "ERROR" if run.error else ("OVERFLOW" if run.overflow else "OK")
-        try:
-            self._history.record(
-                owner=run.owner,
-                mode=run.mode,
-                job_id=run.job_id,
-                query=run.query,
-                started_at=run.started_at,
-                duration_s=time.perf_counter() - run.t0,
-                row_count=None if run.error else run.rows,
-                status=status,
-                error_message=run.error,
-            )
-        except Exception:  # history must never break a query
-            self._logger.exception("could not record the query in the history")
+        self._history.record(
+            owner=run.owner,
+            mode=run.mode,
+            job_id=run.job_id,
+            query=run.query,
+            started_at=run.started_at,
+            duration_s=time.perf_counter() - run.t0,
+            row_count=None if run.error else run.rows,
+            status=status,
+            error_message=run.error,
+        )
 
 
 class _RequestResolver:
