@@ -20,7 +20,7 @@ Whatever happens, exactly one well-formed document comes out (vollt#52).
 
 BINARY2 encoding is vectorised: per batch, each column becomes a big-endian numpy block,
 the null flags come from one ``numpy.packbits`` over the null matrix, and rows are laid out
-by strided copies (all-fixed rows) or by one scatter per variable-length column. The bytes
+by one structured numpy array (all-fixed rows) or by one scatter per variable-length column. The bytes
 go through base64 in 57-byte multiples, so every output line has 76 characters whatever
 the batch boundaries, and the remainder is carried to the next batch.
 """
@@ -30,6 +30,7 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -212,11 +213,16 @@ class _TabledataEncoder(_Encoder):
         return concat_strings(join_rows(cells, start="<TR><TD>", sep="</TD><TD>", end="</TD></TR>\n"))
 
 
-def _fill(array: pa.Array, np_dtype: str) -> np.ndarray:
-    """Numbers as a big-endian numpy array, nulls as NaN (floats) or 0 (integers) per DALI."""
+def _fill_native(array: pa.Array, np_dtype: str) -> np.ndarray:
+    """Numbers as a numpy array in native order, nulls as NaN (floats) or 0 (integers) per DALI."""
     if array.null_count:
         array = pc.fill_null(array, float("nan") if np_dtype[1] == "f" else 0)
-    return np.asarray(array.to_numpy(zero_copy_only=False)).astype(np_dtype, copy=False)
+    return np.asarray(array.to_numpy(zero_copy_only=False))
+
+
+def _fill(array: pa.Array, np_dtype: str) -> np.ndarray:
+    """Like :func:`_fill_native`, converted to the big-endian ``np_dtype``."""
+    return _fill_native(array, np_dtype).astype(np_dtype, copy=False)
 
 
 def _string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -232,16 +238,39 @@ def _string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Block:
-    """A column's bytes for one batch: fixed ``(n, width)`` or a 4-byte length prefix plus a payload."""
+    """A column's bytes for one batch.
 
-    __slots__ = ("fixed", "offsets", "payload")
+    Fixed-width values are either numbers in native order (``values`` of shape ``(n,)``
+    with ``dtype`` the big-endian type to write) or ready bytes (``values`` of shape
+    ``(n, width)``, ``dtype`` None). Variable-length values add a ``payload`` with byte
+    ``offsets`` per row (``values`` then holds the 4-byte length prefixes).
+    """
+
+    __slots__ = ("dtype", "offsets", "payload", "values")
 
     def __init__(
-        self, fixed: np.ndarray, payload: np.ndarray | None = None, offsets: np.ndarray | None = None
+        self,
+        values: np.ndarray,
+        dtype: str | None = None,
+        payload: np.ndarray | None = None,
+        offsets: np.ndarray | None = None,
     ) -> None:
-        self.fixed = fixed
+        self.values = values
+        self.dtype = dtype
         self.payload = payload
         self.offsets = offsets
+
+    @property
+    def width(self) -> int:
+        return np.dtype(self.dtype).itemsize if self.dtype else int(self.values.shape[1])
+
+    def field_dtype(self) -> Any:
+        return self.dtype if self.dtype else ("u1", (self.width,))
+
+    def as_bytes(self) -> np.ndarray:
+        if self.dtype is None:
+            return self.values
+        return self.values.astype(self.dtype).view(np.uint8).reshape(len(self.values), -1)
 
 
 class _Binary2Encoder(_Encoder):
@@ -257,7 +286,7 @@ class _Binary2Encoder(_Encoder):
     def _block(self, array: pa.Array, spec: ColumnSpec, n: int) -> _Block:
         if spec.kind == "num":
             assert spec.np_dtype is not None
-            return _Block(_fill(array, spec.np_dtype).view(np.uint8).reshape(n, -1))
+            return _Block(_fill_native(array, spec.np_dtype), spec.np_dtype)
         if spec.kind == "bool":
             values = pc.fill_null(array, False).to_numpy(zero_copy_only=False)
             out = np.where(values, np.uint8(ord("T")), np.uint8(ord("F"))).astype(np.uint8)
@@ -293,7 +322,7 @@ class _Binary2Encoder(_Encoder):
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lengths * width, out=offsets[1:])
         prefix = lengths.astype(">i4").view(np.uint8).reshape(n, 4)
-        return _Block(prefix, flat.view(np.uint8), offsets)
+        return _Block(prefix, None, flat.view(np.uint8), offsets)
 
     def _string_block(self, array: pa.Array, spec: ColumnSpec, n: int) -> _Block:
         array = pc.fill_null(ascii_for_binary(array, spec), "")
@@ -308,7 +337,7 @@ class _Binary2Encoder(_Encoder):
         offsets, data = _string_buffers(array)
         lengths = np.diff(offsets)
         prefix = lengths.astype(">i4").view(np.uint8).reshape(n, 4)
-        return _Block(prefix, data, offsets)
+        return _Block(prefix, None, data, offsets)
 
     def _unicode_block(self, array: pa.Array, spec: ColumnSpec, n: int) -> _Block:
         values = array.to_pylist()
@@ -323,30 +352,30 @@ class _Binary2Encoder(_Encoder):
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         prefix = (lengths // 2).astype(">i4").view(np.uint8).reshape(n, 4)
-        return _Block(prefix, np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+        return _Block(prefix, None, np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
 
     # rows ------------------------------------------------------------------------------------
     def rows(self, batch: pa.RecordBatch) -> bytes:
         """The BINARY2 bytes of a batch's rows (before base64)."""
         n = batch.num_rows
         arrays = self.arrays(batch)
-        nulls = np.zeros((n, len(arrays)), dtype=bool)
+        flags = np.zeros((n, self._flag_bytes), dtype=np.uint8)
         for j, array in enumerate(arrays):
             if array.null_count:
-                nulls[:, j] = array.is_null().to_numpy(zero_copy_only=False)
-        flags = np.packbits(nulls, axis=1, bitorder="big") if arrays else np.zeros((n, 0), np.uint8)
+                flags[:, j // 8] |= array.is_null().to_numpy(zero_copy_only=False).astype(np.uint8) << (
+                    7 - j % 8
+                )
         blocks = [_Block(flags)] + [
             self._block(array, spec, n) for array, spec in zip(arrays, self.specs, strict=True)
         ]
-        fixed_width = sum(b.fixed.shape[1] for b in blocks)
         if all(b.payload is None for b in blocks):
-            out = np.empty((n, fixed_width), dtype=np.uint8)
-            pos = 0
-            for block in blocks:
-                width = block.fixed.shape[1]
-                out[:, pos : pos + width] = block.fixed
-                pos += width
-            return out.tobytes()
+            # Fixed-width rows: one structured array, each column assigned (and byte-swapped) once.
+            layout = np.dtype([(f"f{i}", b.field_dtype()) for i, b in enumerate(blocks)])
+            rows = np.empty(n, dtype=layout)
+            for i, block in enumerate(blocks):
+                rows[f"f{i}"] = block.values
+            return rows.tobytes()
+        fixed_width = sum(b.width for b in blocks)
         # Variable-length rows: every row's start, then one scatter per block.
         row_len = np.full(n, fixed_width, dtype=np.int64)
         for block in blocks:
@@ -357,9 +386,9 @@ class _Binary2Encoder(_Encoder):
         out = np.empty(int(row_len.sum()), dtype=np.uint8)
         cursor = starts.copy()
         for block in blocks:
-            width = block.fixed.shape[1]
+            width = block.width
             if width:
-                out[cursor[:, None] + np.arange(width)] = block.fixed
+                out[cursor[:, None] + np.arange(width)] = block.as_bytes()
                 cursor += width
             if block.offsets is not None and block.payload is not None:
                 lengths = np.diff(block.offsets)

@@ -253,3 +253,43 @@ def test_rows_to_batches_from_database_rows() -> None:
     assert csv[3] == "3,2,2,false,y,3 4,,2025-01-02T00:00:00,5"
     with pytest.raises(ValueError, match="2 values"):
         list(rows_to_batches([(1, 2)], COLUMNS))
+
+
+def test_duckdb_batches_in_every_format() -> None:
+    """Arrow batches exactly as DuckDB hands them over (its own types) go through every writer."""
+    import duckdb
+    from astropy.io.votable import parse
+
+    con = duckdb.connect()
+    reader = con.sql(
+        """
+        SELECT i::BIGINT AS objectId, i * 0.5 AS ra, (i * 0.25)::REAL AS g, i % 2 = 0 AS flag,
+               'n' || i AS name, [i * 1.0, -i * 1.0]::DOUBLE[2] AS pos,
+               TIMESTAMP '2025-01-01 00:00:00' + INTERVAL (i) SECOND AS t,
+               CASE WHEN i % 3 = 0 THEN NULL ELSE i END::INTEGER AS ccd,
+               sum(i) OVER () AS total, 1.5::DECIMAL(10, 2) AS price
+        FROM range(5000) r(i)
+        """
+    ).to_arrow_reader(2048)
+    batches = list(reader)
+    columns = [
+        ColumnInfo("objectId", "long"),
+        ColumnInfo("ra", "double"),
+        ColumnInfo("g", "float"),
+        ColumnInfo("flag", "boolean"),
+        ColumnInfo("name", "char", arraysize="*"),
+        ColumnInfo("pos", "double", arraysize="2", xtype="point"),
+        ColumnInfo("t", "char", arraysize="*", xtype="timestamp"),
+        ColumnInfo("ccd", "int"),
+        ColumnInfo("total", "long"),
+        ColumnInfo("price", "double"),
+    ]
+    for fmt in OUTPUT_FORMATS:
+        data = b"".join(fmt.write(columns, batches))
+        assert data, fmt.name
+    votable = (
+        parse(io.BytesIO(b"".join(negotiate("votable").write(columns, batches)))).get_first_table().array
+    )
+    assert len(votable) == 5000 and votable["t"][61] == "2025-01-01T00:01:01"
+    assert votable["total"][0] == sum(range(5000)) and votable["price"][0] == 1.5
+    assert votable["ccd"].mask[3] and votable["ccd"][4] == 4 and votable["pos"][7].tolist() == [7.0, -7.0]

@@ -58,7 +58,9 @@ def sample_batch() -> pa.RecordBatch:
         pa.array(["g", None, "", "a<b&c>\"'"]),
         pa.array([[1.5, -2.25], None, [359.9, 89.9], [0.0, 0.0]], pa.list_(pa.float64(), 2)),
         pa.array([[10.0, 20.0, 0.5], None, [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]),
-        pa.array([T0, None, dt.datetime(2020, 1, 1), dt.datetime(1999, 12, 31, 23, 59, 59)], pa.timestamp("us")),
+        pa.array(
+            [T0, None, dt.datetime(2020, 1, 1), dt.datetime(1999, 12, 31, 23, 59, 59)], pa.timestamp("us")
+        ),
         pa.array(["Ñandú €", None, "", "plain"]),
         pa.array([1, None, -32768, 32767], pa.int16()),
         pa.array([0, None, 255, 7], pa.uint8()),
@@ -145,8 +147,12 @@ def test_binary2_layout_null_flags_and_line_wrapping() -> None:
     raw = base64.b64decode(stream.group(1))
     # row 1: flags 0b01000000 (b null), int 1, NaN; row 2: flags 0b10000000 (a null), int 0, 2.5
     assert raw == (
-        b"\x40" + (1).to_bytes(4, "big") + np.array([np.nan], ">f8").tobytes()
-        + b"\x80" + (0).to_bytes(4, "big") + np.array([2.5], ">f8").tobytes()
+        b"\x40"
+        + (1).to_bytes(4, "big")
+        + np.array([np.nan], ">f8").tobytes()
+        + b"\x80"
+        + (0).to_bytes(4, "big")
+        + np.array([2.5], ">f8").tobytes()
     )
     big = pa.record_batch([pa.array(range(1000)), pa.array(np.arange(1000.0))], names=["a", "b"])
     small = pa.record_batch([pa.array([7]), pa.array([7.0])], names=["a", "b"])
@@ -159,8 +165,12 @@ def test_binary2_layout_null_flags_and_line_wrapping() -> None:
 
 
 def test_overflow_trailer_after_table() -> None:
-    doc = b"".join(write_tabledata(COLUMNS, [sample_batch()], status=lambda: ("OVERFLOW", "MAXREC=4"))).decode()
-    assert doc.index('value="OK"') < doc.index("<TABLE") < doc.index("</TABLE>") < doc.index('value="OVERFLOW"')
+    doc = b"".join(
+        write_tabledata(COLUMNS, [sample_batch()], status=lambda: ("OVERFLOW", "MAXREC=4"))
+    ).decode()
+    assert (
+        doc.index('value="OK"') < doc.index("<TABLE") < doc.index("</TABLE>") < doc.index('value="OVERFLOW"')
+    )
     assert doc.count("QUERY_STATUS") == 2 and doc.count("<VOTABLE") == 1
 
 
@@ -190,7 +200,9 @@ def test_error_status_from_caller_and_before_first_row() -> None:
 
     doc = b"".join(write_binary2(COLUMNS, at_once()))
     infos = read_votable(doc).resources[0].infos
-    assert [(i.value, i.content) for i in infos if i.name == "QUERY_STATUS"] == [("ERROR", "no such table dp1.foo")]
+    assert [(i.value, i.content) for i in infos if i.name == "QUERY_STATUS"] == [
+        ("ERROR", "no such table dp1.foo")
+    ]
 
 
 def test_type_mismatch_becomes_error_trailer() -> None:
@@ -210,8 +222,16 @@ def test_empty_result_and_maxrec_zero() -> None:
         assert statuses == ["OVERFLOW"]
         table = votable.get_first_table()
         assert len(table.array) == 0 and [f.name for f in table.fields] == [c.name for c in COLUMNS]
-        doc = b"".join(writer(COLUMNS, [pa.record_batch([pa.array([], f.type) for f in sample_batch().schema],
-                                                        schema=sample_batch().schema)]))
+        doc = b"".join(
+            writer(
+                COLUMNS,
+                [
+                    pa.record_batch(
+                        [pa.array([], f.type) for f in sample_batch().schema], schema=sample_batch().schema
+                    )
+                ],
+            )
+        )
         assert [i.value for i in read_votable(doc).resources[0].infos if i.name == "QUERY_STATUS"] == ["OK"]
     meta_doc = metadata_votable(COLUMNS, meta=ResultMeta(query="SELECT * FROM t"))
     votable = read_votable(meta_doc)
@@ -262,11 +282,18 @@ def run_votlint(stilts: str, path: Path) -> str:
 
 def test_votlint_clean(require, tmp_path: Path) -> None:
     stilts = require.binary("stilts", "install the Debian package stilts (scripts/system-deps)")
-    meta = ResultMeta(query="SELECT TOP 4 * FROM t WHERE a < 1", request_url="http://x/tap/sync?a=1&b=2",
-                      citation="2025arXiv250001234P", params={"MAXREC": "4"})
+    meta = ResultMeta(
+        query="SELECT TOP 4 * FROM t WHERE a < 1",
+        request_url="http://x/tap/sync?a=1&b=2",
+        citation="2025arXiv250001234P",
+        params={"MAXREC": "4"},
+    )
     docs = {
-        "binary2.xml": b"".join(write_binary2(COLUMNS, [sample_batch(), sample_batch()], meta=meta,
-                                              status=lambda: ("OVERFLOW", "cut"))),
+        "binary2.xml": b"".join(
+            write_binary2(
+                COLUMNS, [sample_batch(), sample_batch()], meta=meta, status=lambda: ("OVERFLOW", "cut")
+            )
+        ),
         "tabledata.xml": b"".join(write_tabledata(COLUMNS, [sample_batch()], meta=meta)),
         "maxrec0.xml": metadata_votable(COLUMNS, meta=meta),
         "error.xml": error_votable("it broke", query="SELECT 1"),
