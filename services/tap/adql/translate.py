@@ -43,6 +43,7 @@ from . import nodes as n
 from .errors import AdqlSemanticError
 from .parser import parse
 from .resolver import Resolver
+from .safety import UnsafeSqlError, check_sql
 from .udfs import lookup_udf
 
 __all__ = ["DIALECTS", "Translation", "quote_ident", "quote_string", "translate"]
@@ -299,7 +300,7 @@ class _Translator:
     def _rename(self, sql: str, outs: list[_Out]) -> str:
         cols = ", ".join(f"{quote_ident(f'c{i}')} AS {quote_ident(o.name)}" for i, o in enumerate(outs))
         inner = ", ".join(quote_ident(f"c{i}") for i in range(len(outs)))
-        return f"SELECT {cols} FROM ({sql}) AS _r({inner})"
+        return f'SELECT {cols} FROM ({sql}) AS "_r"({inner})'
 
     def query(
         self, q: n.Query, parent: _Scope | None, *, limit: int | None = None, outer: bool = False
@@ -1672,5 +1673,9 @@ def translate(
         raise ValueError("limit must be >= 0")
     tr = _Translator(dialect, resolver)
     sql, outs, top = tr.top_query(tree, limit)
+    try:
+        check_sql(sql)
+    except UnsafeSqlError as exc:  # pragma: no cover - a translator bug, never user error
+        raise AdqlSemanticError(f"internal error, the query was refused: {exc}; please report it") from exc
     columns = [_column_info(o, i) for i, o in enumerate(outs)]
     return Translation(sql=sql, columns=columns, top=top, tables=list(tr.tables), dialect=dialect)
