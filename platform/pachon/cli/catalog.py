@@ -109,6 +109,9 @@ def create(
         str | None, typer.Option("--name", help="Schema name to serve it as (e.g. dp2); default per kind.")
     ] = None,
     catalog: CatalogOption = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Empty the schema's tables even if they hold rows.")
+    ] = False,
 ) -> None:
     """Create the empty tables of a Felis schema and their TAP_SCHEMA rows.
 
@@ -129,7 +132,7 @@ def create(
         raise _fail(f"unknown schema {schema!r}; choose one of {', '.join(SCHEMA_KINDS)}")
     try:
         with open_catalog(_url(catalog), read_only=False) as cat:
-            info = cat.create_schema(schema, name)  # type: ignore[arg-type]
+            info = cat.create_schema(schema, name, replace=replace)  # type: ignore[arg-type]
     except CatalogError as exc:
         raise _fail(str(exc)) from None
     columns = sum(len(t.columns) for t in info.tables)

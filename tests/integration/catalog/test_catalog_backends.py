@@ -164,6 +164,8 @@ def test_pipeline_fills_a_felis_table(catalog_url: str) -> None:
         )
         assert again.rows == 10 and cat.resolve("dr1", "Object").column("pmRa").unit == "mas/yr"
         assert query(cat, 'SELECT count(*) FROM dr1."Object"') == [(10,)]
+        with pytest.raises(ValueError, match=r"dr1 already holds data in dr1\.Object; pass replace=True"):
+            cat.create_schema("dp1", "dr1")
         with pytest.raises(ValueError, match="has no column.*'bogus'"):
             cat.load_table(pa.table({"objectId": ids, "bogus": ids}), "dr1.Object", replace=False)
 

@@ -253,3 +253,23 @@ def test_read_only_catalog_refuses_writes(tmp_path: Path) -> None:
             assert cur.execute("SELECT count(*) FROM TAP_SCHEMA.tables").fetchone()[0] == 5
     finally:
         cat.close()
+
+
+def test_load_table_accepts_astropy_with_units_and_masks(catalog) -> None:
+    from astropy.table import MaskedColumn, Table
+
+    truth = Table()
+    truth["id"] = np.array([1, 2, 3], dtype=np.int64)
+    truth["ra"] = np.array([10.0, 10.1, 10.2])
+    truth["ra"].unit = "deg"
+    truth["dec"] = np.array([-1.0, 0.0, 1.0])
+    truth["dec"].unit = "deg"
+    truth["flux"] = MaskedColumn([1.0, 2.0, 3.0], mask=[False, True, False], unit="nJy", description="true flux")
+    truth["flux"].meta["ucd"] = "phot.flux"
+    report = catalog.load_table(truth, "sim.truth", ra="ra", dec="dec")
+    assert report.rows == 3
+    table = catalog.resolve("sim", "truth")
+    flux = table.column("flux")
+    assert (flux.unit, flux.ucd, flux.description) == ("nJy", "phot.flux", "true flux")
+    with catalog.connection() as cur:
+        assert cur.execute("SELECT count(flux), count(pachon_hpx) FROM sim.truth").fetchone() == (2, 3)

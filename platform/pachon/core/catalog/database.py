@@ -68,6 +68,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ from pachon.core.catalog.model import (
     TableInfo,
 )
 from pachon.core.catalog.readers import IngestError, SourceTable, open_source
-from pachon.core.catalog.spatial import PositionError, add_spatial_columns
+from pachon.core.catalog.spatial import PositionError, add_spatial_columns, check_positions
 from pachon.core.catalog.tap_schema import (
     EXTRA_COLUMNS,
     TAP_SCHEMA_COLUMNS,
@@ -353,13 +354,25 @@ class CatalogDatabase(ABC):
                 f"catalog {self.url} was opened read-only; open it with read_only=False to write"
             )
 
-    def create_schema(self, kind: SchemaKind, name: str | None = None) -> SchemaInfo:
-        """Create the empty tables of a Felis schema (``dp1``, ``obscore``, ``ppdb``) and their TAP_SCHEMA rows."""
+    def create_schema(self, kind: SchemaKind, name: str | None = None, replace: bool = False) -> SchemaInfo:
+        """Create the empty tables of a Felis schema (``dp1``, ``obscore``, ``ppdb``) and their TAP_SCHEMA rows.
+
+        Re-creating a schema whose tables are still empty is harmless; when one of them holds
+        rows, pass ``replace=True`` to empty them (other tables of the schema stay).
+        """
         self._check_writable()
         info = schema_info(kind, name)
         _check_schema_name(info.name)
+        filled = [
+            t.qualified for t in info.tables if (found := self.resolve(info.name, t.name)) and found.row_count
+        ]
+        if filled and not replace:
+            raise CatalogError(
+                f"schema {info.name} already holds data in {', '.join(filled)}; pass replace=True to "
+                "empty these tables, or give another name (e.g. the next release)"
+            )
         index = {"dp1": 10, "obscore": 20, "ppdb": 30}.get(kind, 40)
-        info = replace(info, schema_index=index)
+        info = dataclass_replace(info, schema_index=index)
         self._create_schema(info)
         self.refresh()
         return info
@@ -520,21 +533,20 @@ class CatalogDatabase(ABC):
     ) -> Iterator[pa.RecordBatch]:
         row = 1
         for batch in source.batches:
-            if position is not None and with_hidden:
+            out = batch
+            if position is not None:
                 try:
-                    out = add_spatial_columns(batch, position.ra, position.dec, first_row=row)
+                    if with_hidden:
+                        out = add_spatial_columns(batch, position.ra, position.dec, first_row=row)
+                    else:
+                        check_positions(batch, position.ra, position.dec, first_row=row)
                 except PositionError as exc:
                     raise IngestError(
                         source.path,
-                        exc.expected and f"expected {exc.expected}, got {exc.value!r}",
+                        f"expected {exc.expected}, got {exc.value!r}",
                         row=exc.row,
                         column=exc.column,
                     ) from None
-            elif position is not None:
-                add_spatial_columns(batch, position.ra, position.dec, first_row=row)  # validates
-                out = batch
-            else:
-                out = batch
             row += batch.num_rows
             if progress is not None:
                 progress(row - 1)

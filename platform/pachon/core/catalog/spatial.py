@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from pachon.core.catalog.model import HPX_COLUMN, HPX_DEPTH, UNIT_VECTOR_COLUMNS
 
-__all__ = ["PositionError", "add_spatial_columns", "healpix_index", "unit_vectors"]
+__all__ = ["PositionError", "add_spatial_columns", "check_positions", "healpix_index", "unit_vectors"]
 
 
 class PositionError(ValueError):
@@ -55,17 +55,18 @@ def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> tuple[np.ndarray, n
     return cos_dec * np.cos(ra), cos_dec * np.sin(ra), np.sin(dec)
 
 
-def add_spatial_columns(batch: pa.RecordBatch, ra: str, dec: str, first_row: int = 1) -> pa.RecordBatch:
-    """Append ``pachon_hpx`` and the unit vector computed from columns ``ra`` and ``dec``.
+def check_positions(
+    batch: pa.RecordBatch, ra: str, dec: str, first_row: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """ra/dec of a batch as float64 degrees; raise :class:`PositionError` for an impossible value.
 
     ``first_row`` is the 1-based number of the batch's first row in its file, used in the
-    :class:`PositionError` raised for a declination outside [-90, 90] or an infinite value.
+    error for a declination outside [-90, 90] or an infinite value. NULL/NaN is allowed
+    (the row simply has no position).
     """
-    ra_arr = batch.column(ra)
-    dec_arr = batch.column(dec)
-    ra_deg = _as_float(ra_arr)
-    dec_deg = _as_float(dec_arr)
-    bad_dec = np.flatnonzero(np.isfinite(dec_deg) & (np.abs(dec_deg) > 90.0))
+    ra_deg = _as_float(batch.column(ra))
+    dec_deg = _as_float(batch.column(dec))
+    bad_dec = np.flatnonzero(np.isinf(dec_deg) | (np.abs(dec_deg) > 90.0))
     if bad_dec.size:
         i = int(bad_dec[0])
         raise PositionError(
@@ -75,6 +76,15 @@ def add_spatial_columns(batch: pa.RecordBatch, ra: str, dec: str, first_row: int
     if bad_ra.size:
         i = int(bad_ra[0])
         raise PositionError(first_row + i, ra, float(ra_deg[i]), "a finite right ascension in degrees")
+    return ra_deg, dec_deg
+
+
+def add_spatial_columns(batch: pa.RecordBatch, ra: str, dec: str, first_row: int = 1) -> pa.RecordBatch:
+    """Append ``pachon_hpx`` and the unit vector computed from columns ``ra`` and ``dec``.
+
+    Positions are checked first with :func:`check_positions`.
+    """
+    ra_deg, dec_deg = check_positions(batch, ra, dec, first_row)
     hpx = healpix_index(ra_deg, dec_deg)
     x, y, z = unit_vectors(ra_deg, dec_deg)
     valid = hpx >= 0
