@@ -17,7 +17,24 @@ def test_create_ingest_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "created schema ivoa (obscore): 1 tables" in capsys.readouterr().out
     path = tmp_path / "stars.parquet"
     pq.write_table(pa.table({"id": [1, 2, 3], "ra": [1.0, 2.0, 3.0], "dec": [0.0, 1.0, 2.0]}), path)
-    assert main(["catalog", "ingest", str(path), "--table", "mine.stars", "--ra", "ra", "--dec", "dec", "--catalog", url]) == 0
+    assert (
+        main(
+            [
+                "catalog",
+                "ingest",
+                str(path),
+                "--table",
+                "mine.stars",
+                "--ra",
+                "ra",
+                "--dec",
+                "dec",
+                "--catalog",
+                url,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.startswith("mine.stars: 3 rows in ") and "rows/s" in out
     assert main(["catalog", "list", "--catalog", url]) == 0
@@ -37,6 +54,8 @@ def test_errors_are_one_line_with_exit_2(tmp_path: Path, capsys: pytest.CaptureF
     assert "choose one of dp1, obscore, ppdb" in capsys.readouterr().err
 
 
-def test_default_catalog_is_the_repo_folder(isolated_settings: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_default_catalog_is_the_repo_folder(
+    isolated_settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["catalog", "create", "--schema", "obscore"]) == 0
     assert (isolated_settings / "repo" / "catalog" / "ivoa.duckdb").exists()

@@ -264,7 +264,9 @@ def test_load_table_accepts_astropy_with_units_and_masks(catalog) -> None:
     truth["ra"].unit = "deg"
     truth["dec"] = np.array([-1.0, 0.0, 1.0])
     truth["dec"].unit = "deg"
-    truth["flux"] = MaskedColumn([1.0, 2.0, 3.0], mask=[False, True, False], unit="nJy", description="true flux")
+    truth["flux"] = MaskedColumn(
+        [1.0, 2.0, 3.0], mask=[False, True, False], unit="nJy", description="true flux"
+    )
     truth["flux"].meta["ucd"] = "phot.flux"
     report = catalog.load_table(truth, "sim.truth", ra="ra", dec="dec")
     assert report.rows == 3
