@@ -28,6 +28,7 @@ from pachon.core.catalog.model import ColumnInfo
 
 from .errors import ResultStreamError
 from .types import ColumnSpec, ResultMeta, StatusCallback, coerce, column_specs, unique_names
+from .votable import close_source
 
 __all__ = ["arrow_field", "write_fits", "write_parquet"]
 
@@ -90,6 +91,19 @@ def write_parquet(
     meta: ResultMeta | None = None,
 ) -> Iterator[bytes]:
     """Stream a Parquet file, one row group per ~128k rows, with units/UCDs in the schema."""
+    iterator = iter(batches)
+    try:
+        yield from _parquet_document(columns, iterator, status, meta)
+    finally:
+        close_source(iterator)
+
+
+def _parquet_document(
+    columns: Sequence[ColumnInfo],
+    batches: Iterator[pa.RecordBatch],
+    status: StatusCallback | None,
+    meta: ResultMeta | None,
+) -> Iterator[bytes]:
     specs = column_specs(columns)
     names = unique_names([s.name for s in specs])
     sink = _Sink()
@@ -222,6 +236,19 @@ def write_fits(
     meta: ResultMeta | None = None,
 ) -> Iterator[bytes]:
     """Yield a FITS file (empty primary HDU + one BINTABLE) once all batches are in."""
+    iterator = iter(batches)
+    try:
+        yield from _fits_document(columns, iterator, status, meta)
+    finally:
+        close_source(iterator)
+
+
+def _fits_document(
+    columns: Sequence[ColumnInfo],
+    batches: Iterator[pa.RecordBatch],
+    status: StatusCallback | None,
+    meta: ResultMeta | None,
+) -> Iterator[bytes]:
     from astropy.io import fits
 
     specs = column_specs(columns)

@@ -23,6 +23,7 @@ from pachon.core.catalog.model import ColumnInfo
 from .cells import cell_text, concat_strings, csv_quote, join_rows, tsv_clean, xml_escape
 from .errors import ResultStreamError
 from .types import ColumnSpec, ResultMeta, StatusCallback, coerce, column_specs, unique_names
+from .votable import close_source
 
 __all__ = ["write_csv", "write_html", "write_tsv"]
 
@@ -48,6 +49,20 @@ def _stream_rows(
     failure becomes :class:`ResultStreamError`.
     """
     iterator = iter(batches)
+    try:
+        yield from _rows(iterator, specs, status, encode, head, tail)
+    finally:
+        close_source(iterator)
+
+
+def _rows(
+    iterator: Iterator[pa.RecordBatch],
+    specs: Sequence[ColumnSpec],
+    status: StatusCallback | None,
+    encode: Callable[[list[pa.Array]], bytes],
+    head: bytes,
+    tail: Callable[[], bytes] | None,
+) -> Iterator[bytes]:
     started = False
     while True:
         try:

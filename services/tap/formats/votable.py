@@ -437,13 +437,33 @@ def _stream(
     status: StatusCallback | None,
     meta: ResultMeta | None,
 ) -> Iterator[bytes]:
+    iterator = iter(batches)
+    try:
+        yield from _document(encoder_type, columns, iterator, status, meta)
+    finally:
+        close_source(iterator)
+
+
+def close_source(iterator: Iterator[pa.RecordBatch]) -> None:
+    """Close the batch source now (a client that hung up must not hold a database cursor)."""
+    close = getattr(iterator, "close", None)
+    if callable(close):
+        close()
+
+
+def _document(
+    encoder_type: type[_Encoder],
+    columns: Sequence[ColumnInfo],
+    iterator: Iterator[pa.RecordBatch],
+    status: StatusCallback | None,
+    meta: ResultMeta | None,
+) -> Iterator[bytes]:
     meta = meta or ResultMeta()
     try:
         specs = column_specs(columns)
     except ValueError as exc:
         yield error_votable(str(exc), meta=meta)
         return
-    iterator = iter(batches)
     try:
         first = _next_rows(iterator)
     except Exception as exc:

@@ -293,3 +293,21 @@ def test_duckdb_batches_in_every_format() -> None:
     assert len(votable) == 5000 and votable["t"][61] == "2025-01-01T00:01:01"
     assert votable["total"][0] == sum(range(5000)) and votable["price"][0] == 1.5
     assert votable["ccd"].mask[3] and votable["ccd"][4] == 4 and votable["pos"][7].tolist() == [7.0, -7.0]
+
+
+@pytest.mark.parametrize("fmt", [f.name for f in OUTPUT_FORMATS])
+def test_closing_the_stream_closes_the_source(fmt: str) -> None:
+    """A client that hangs up must release the database cursor behind the batches at once."""
+    closed = []
+
+    def source():
+        try:
+            for _ in range(100):
+                yield batch()
+        finally:
+            closed.append(True)
+
+    stream = negotiate(fmt).write(COLUMNS, source())
+    next(stream)
+    stream.close()  # type: ignore[attr-defined]
+    assert closed == [True] or fmt == "fits"  # FITS reads everything before its first byte
