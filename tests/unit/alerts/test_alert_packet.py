@@ -194,3 +194,48 @@ def test_serialize_matches_lsst_reference_bytes() -> None:
     assert serialize_alert(alert) == Schema(schema.definition).serialize(alert)
     assert not math.isnan(alert["diaSource"]["ra"])
     assert io.BytesIO(encode_alert(alert)).read(1) == b"\x00"
+
+
+def test_build_alerts_groups_apdb_frames_by_object(visit) -> None:
+    from pachon.core.alerts import build_alerts
+
+    sources = pd.DataFrame(visit.dia_sources)
+    history = pd.DataFrame([row for rows in visit.prv_sources.values() for row in rows][::-1])  # any order
+    forced = pd.DataFrame([row for rows in visit.prv_forced.values() for row in rows])
+    objects = pd.DataFrame(list(visit.dia_objects.values()))
+    src0 = visit.dia_sources[0]
+    ss = pd.DataFrame(
+        [
+            {
+                "diaSourceId": src0["diaSourceId"],
+                "ssObjectId": 77,
+                "eclLambda": 1.0,
+                "eclBeta": 2.0,
+                "galLon": 3.0,
+                "galLat": 4.0,
+            }
+        ]
+    )
+    alerts = build_alerts(
+        sources,
+        prv_sources=history,
+        prv_forced=forced,
+        dia_objects=objects,
+        ss_sources=ss,
+        cutouts=visit.cutouts,
+    )
+    assert [a["diaSourceId"] for a in alerts] == list(sources["diaSourceId"])
+    for alert, src in zip(alerts, visit.dia_sources, strict=True):
+        oid = src["diaObjectId"]
+        expected = sorted(visit.prv_sources[oid], key=lambda r: r["midpointMjdTai"])
+        assert [p["diaSourceId"] for p in alert["prvDiaSources"]] == [p["diaSourceId"] for p in expected]
+        assert alert["diaObject"]["diaObjectId"] == oid
+        assert alert["cutoutDifference"] == visit.cutouts[src["diaSourceId"]].difference
+    assert alerts[0]["ssSource"]["ssObjectId"] == 77 and alerts[1]["ssSource"] is None
+    assert decode_alert(encode_alert(alerts[0]))["ssSource"]["galLat"] == 4.0
+
+
+def test_float64_ids_that_lost_precision_are_refused(visit) -> None:
+    src = dict(visit.dia_sources[0], diaObjectId=float(2**60 + 1))
+    with pytest.raises(AlertInputError, match="Int64"):
+        build_alert(src)

@@ -35,6 +35,7 @@ from pachon.core.alerts.cutouts import Cutouts, cutout_size, make_cutout, make_c
 from pachon.core.alerts.packet import (
     AlertInputError,
     build_alert,
+    build_alerts,
     complete_dia_object,
     complete_dia_source,
     decode_alert,
@@ -61,6 +62,7 @@ __all__ = [
     "ReceivedAlert",
     "all_schemas",
     "build_alert",
+    "build_alerts",
     "complete_dia_object",
     "complete_dia_source",
     "cutout_size",

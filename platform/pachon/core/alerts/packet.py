@@ -53,6 +53,7 @@ __all__ = [
     "BANDS",
     "AlertInputError",
     "build_alert",
+    "build_alerts",
     "complete_dia_object",
     "complete_dia_source",
     "decode_alert",
@@ -129,10 +130,16 @@ def _avro_type(field_type: Any) -> tuple[str, bool]:
 def _coerce(value: Any, primitive: str, where: str) -> Any:
     if hasattr(value, "item") and getattr(value, "shape", None) == ():
         value = value.item()
+    if primitive in ("long", "int") and isinstance(value, float) and abs(value) > 2**53:
+        raise AlertInputError(
+            f"{where} = {value!r} is a float64 too large to hold a 64-bit integer exactly (IDs lose "
+            "their last digits); keep ID columns integer, e.g. pandas dtype 'Int64' for nullable ones"
+        )
     try:
         if primitive in ("long", "int"):
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
+
             number = int(value)
             limit = 2**63 if primitive == "long" else 2**31
             if not -limit <= number < limit:
@@ -369,6 +376,82 @@ def build_alert(
     if validate:
         validate_alert(alert, schema)
     return alert
+
+
+def build_alerts(
+    dia_sources: Any,
+    *,
+    prv_sources: Any = None,
+    prv_forced: Any = None,
+    dia_objects: Any = None,
+    ss_sources: Any = None,
+    cutouts: Mapping[int, Cutouts] | None = None,
+    schema: AlertSchema | None = None,
+) -> list[dict[str, Any]]:
+    """One alert per DiaSource of a detector-visit, from tables as APDB queries return them.
+
+    Parameters
+    ----------
+    dia_sources
+        The visit's new DiaSources (pandas DataFrame or list of dicts, APDB columns).
+    prv_sources, prv_forced
+        History of the visit's DiaObjects (e.g. ``Apdb.getDiaSources`` /
+        ``Apdb.getDiaForcedSources`` results), grouped here by ``diaObjectId``; each alert gets
+        its object's history, oldest first.
+    dia_objects
+        The DiaObjects after association, matched on ``diaObjectId``.
+    ss_sources
+        SSSource rows, matched on ``diaSourceId``.
+    cutouts
+        Stamps by ``diaSourceId``.
+
+    Examples
+    --------
+    >>> alerts = build_alerts(new_sources, prv_sources=apdb.getDiaSources(region, ids, t),
+    ...                       prv_forced=apdb.getDiaForcedSources(region, ids, t),
+    ...                       dia_objects=objects, cutouts=stamps)
+    """
+
+    def rows(table: Any) -> list[dict[str, Any]]:
+        if table is None:
+            return []
+        if hasattr(table, "to_dict") and hasattr(table, "columns"):
+            return list(table.to_dict("records"))
+        return [_row_dict(row) for row in table]
+
+    def by_key(table: Any, key: str) -> dict[Any, list[dict[str, Any]]]:
+        grouped: dict[Any, list[dict[str, Any]]] = {}
+        for row in rows(table):
+            value = row.get(key)
+            if value is not None and not _is_null(value):
+                grouped.setdefault(int(value), []).append(row)
+        for group in grouped.values():
+            group.sort(key=lambda r: r.get("midpointMjdTai") or 0.0)
+        return grouped
+
+    history = by_key(prv_sources, "diaObjectId")
+    forced = by_key(prv_forced, "diaObjectId")
+    objects = {oid: group[-1] for oid, group in by_key(dia_objects, "diaObjectId").items()}
+    ss = {sid: group[-1] for sid, group in by_key(ss_sources, "diaSourceId").items()}
+    stamps = cutouts or {}
+    out = []
+    for src in rows(dia_sources):
+        oid_raw = src.get("diaObjectId")
+        oid = None if oid_raw is None or _is_null(oid_raw) else int(oid_raw)
+        sid_raw = src.get("diaSourceId")
+        sid = None if sid_raw is None or _is_null(sid_raw) else int(sid_raw)
+        out.append(
+            build_alert(
+                src,
+                prv_sources=history.get(oid, []) if oid is not None else [],
+                prv_forced=forced.get(oid, []) if oid is not None else [],
+                dia_object=objects.get(oid) if oid is not None else None,
+                ss_source=ss.get(sid) if sid is not None else None,
+                cutouts=stamps.get(sid) if sid is not None else None,
+                schema=schema,
+            )
+        )
+    return out
 
 
 def validate_alert(alert: Mapping[str, Any], schema: AlertSchema | None = None) -> None:
