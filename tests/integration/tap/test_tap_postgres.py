@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from astropy.table import Table
-
 from fixtures.tap import TapServer, start_tap_server
+
 from pachon.core.catalog import open_catalog
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
