@@ -275,3 +275,17 @@ def test_load_table_accepts_astropy_with_units_and_masks(catalog) -> None:
     assert (flux.unit, flux.ucd, flux.description) == ("nJy", "phot.flux", "true flux")
     with catalog.connection() as cur:
         assert cur.execute("SELECT count(flux), count(pachon_hpx) FROM sim.truth").fetchone() == (2, 3)
+
+
+def test_duckdb_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for url in (f"duckdb://{tmp_path}/a/", f"duckdb:///{tmp_path}/a/"):
+        cat = open_catalog(url)
+        assert cat.path == tmp_path / "a" and cat.folder_mode
+        cat.close()
+    monkeypatch.chdir(tmp_path)
+    cat = open_catalog("duckdb:///./rel/cat.duckdb")
+    assert cat.path == tmp_path / "rel" / "cat.duckdb" and not cat.folder_mode
+    cat.close()
+    for bad in ("duckdb://", "duckdb:///", "duckdb:///:memory:", "sqlite:///x.db"):
+        with pytest.raises(CatalogError):
+            open_catalog(bad)

@@ -1253,6 +1253,11 @@ def _not_null(table: str) -> set[str]:
 def open_catalog(url: str | None = None, read_only: bool = True) -> CatalogDatabase:
     """Open the catalog at an SQLAlchemy-style URL (default: the settings' catalog).
 
+    DuckDB paths: ``duckdb:///abs/path`` and ``duckdb:////abs/path`` both mean the absolute
+    path ``/abs/path`` (what everyone here writes); a path relative to the working folder is
+    written ``duckdb:///./rel/path``. A trailing ``/`` (or an existing folder, or a path
+    without suffix) selects the folder form, anything else the single-file form.
+
     >>> cat = open_catalog("duckdb:///tmp/catalog/", read_only=False)  # doctest: +SKIP
     >>> cat.ingest("object.parquet", "bench.object", ra="ra", dec="dec").summary()  # doctest: +SKIP
     """
@@ -1263,15 +1268,13 @@ def open_catalog(url: str | None = None, read_only: bool = True) -> CatalogDatab
         url = settings.catalog_url or f"duckdb:///{(settings.repo / 'catalog').resolve()}/"
     if url.startswith("duckdb://"):
         raw = url[len("duckdb://") :]
-        if not raw.startswith("/"):
-            raise CatalogError(f"bad DuckDB URL {url!r}; expected duckdb:///absolute/path[/]")
-        path = Path(raw)
-        if str(path) in ("", "/"):
+        if ":memory:" in raw:
+            raise CatalogError("an in-memory DuckDB catalog cannot be shared; give a file or folder path")
+        if not raw.startswith("/") or raw.strip("/.") == "":
             raise CatalogError(
                 f"bad DuckDB URL {url!r}; expected duckdb:///path/file.duckdb or duckdb:///path/folder/"
             )
-        if ":memory:" in url:
-            raise CatalogError("an in-memory DuckDB catalog cannot be shared; give a file or folder path")
+        path = Path(raw[1:]).resolve() if raw.startswith(("/./", "/../")) else Path("/" + raw.lstrip("/"))
         return DuckDBCatalog(url, path, read_only)
     if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
         url = url.replace("postgresql+psycopg2://", "postgresql://").replace("postgres://", "postgresql://")
