@@ -168,9 +168,7 @@ def _plan(config: SimConfig, rng: np.random.Generator) -> list[Visit]:
             for k in range(n_in_night):
                 t = start + k * (30.0 + rng.uniform(-5, 5)) / 1440.0
                 jd = np.array([t + 2400000.5])
-                airmass = float(
-                    _airmass(_altitude(np.radians(config.ra), np.radians(config.dec), jd))[0]
-                )
+                airmass = float(_airmass(_altitude(np.radians(config.ra), np.radians(config.dec), jd))[0])
                 seeing = seeing0 * float(np.exp(rng.normal(0, 0.05)))
                 seeing *= airmass**0.6 * (LAMBDA_NM[band] / 500.0) ** -0.2
                 seeing = float(np.clip(seeing, 0.6, 1.3))

@@ -32,16 +32,17 @@ BANDS = ("u", "g", "r", "i", "z", "y")
 class CameraConfig(BaseModel):
     """Focal plane: a regular grid of identical detectors sharing one tangent plane."""
 
-    nx: int = Field(1024, description="imaging columns per detector (overscan comes on top)")
-    ny: int = Field(1024, description="imaging rows per detector")
-    n_col: int = Field(4, description="detectors along x (east-west) in the grid")
-    n_row: int = Field(1, description="detectors along y (north-south)")
-    pitch_x_px: float = Field(1064.0, description="detector centre spacing along x, in pixels")
-    pitch_y_px: float = Field(1064.0, description="detector centre spacing along y, in pixels")
-    pixel_scale: float = Field(0.2, description="arcsec per pixel at the boresight")
-    overscan: int = Field(32, description="overscan columns appended at the right of each row")
+    nx: int = Field(default=1024, description="imaging columns per detector (overscan comes on top)")
+    ny: int = Field(default=1024, description="imaging rows per detector")
+    n_col: int = Field(default=4, description="detectors along x (east-west) in the grid")
+    n_row: int = Field(default=1, description="detectors along y (north-south)")
+    pitch_x_px: float = Field(default=1064.0, description="detector centre spacing along x, in pixels")
+    pitch_y_px: float = Field(default=1064.0, description="detector centre spacing along y, in pixels")
+    pixel_scale: float = Field(default=0.2, description="arcsec per pixel at the boresight")
+    overscan: int = Field(default=32, description="overscan columns appended at the right of each row")
     distortion: float = Field(
-        5.0e-3, description="radial optical distortion: fractional scale change at 1° from the boresight"
+        default=5.0e-3,
+        description="radial optical distortion: fractional scale change at 1° from the boresight",
     )
 
     @property
@@ -70,31 +71,38 @@ class SimConfig(BaseModel):
 
     name: str = "tiny"
     camera: CameraConfig = Field(default_factory=CameraConfig)
-    ra: float = Field(180.0, description="field centre, deg (on the ecliptic, b≈+60°)")
-    dec: float = Field(0.5, description="field centre, deg")
-    n_visits: int = Field(20, description="approximate number of visits (the scheduler fills nights in pairs)")
-    years: int = Field(3, description="survey length in years (≥3 so proper motions are measurable)")
+    ra: float = Field(default=180.0, description="field centre, deg (on the ecliptic, b≈+60°)")
+    dec: float = Field(default=0.5, description="field centre, deg")
+    n_visits: int = Field(
+        default=20, description="approximate number of visits (the scheduler fills nights in pairs)"
+    )
+    years: int = Field(default=3, description="survey length in years (≥3 so proper motions are measurable)")
     start_year: int = 2027
     bands: tuple[str, ...] = ("g", "r", "i")
     exposure_time: float = 30.0
-    dither_arcsec: float = Field(30.0, description="maximum pointing dither about the field centre")
-    star_density: float = Field(40000.0, description="stars per deg² brighter than r=25.5")
-    galaxy_density: float = Field(30000.0, description="galaxies per deg² brighter than r=25")
+    dither_arcsec: float = Field(default=30.0, description="maximum pointing dither about the field centre")
+    star_density: float = Field(default=40000.0, description="stars per deg² brighter than r=25.5")
+    galaxy_density: float = Field(default=30000.0, description="galaxies per deg² brighter than r=25")
     star_mag_range: tuple[float, float] = (14.5, 25.5)
     galaxy_mag_range: tuple[float, float] = (18.0, 25.0)
-    high_pm_fraction: float = Field(0.04, description="fraction of stars with measurable motion")
-    variable_fraction: float = Field(0.03, description="fraction of stars that are periodic variables")
-    sn_per_deg2: float = Field(1500.0, description="supernovae per deg² peaking during the survey")
-    n_flares: int = Field(3, description="flaring stars (each flares during one visit)")
-    n_asteroids: int = Field(12, description="asteroids placed to cross the field on some night")
-    n_neos: int = Field(2, description="of which near-Earth objects")
-    pointing_error_arcsec: float = Field(
-        4.0, description="stated bound on the nominal WCS's error over the detector (pointing + rotation)"
+    high_pm_fraction: float = Field(default=0.04, description="fraction of stars with measurable motion")
+    variable_fraction: float = Field(
+        default=0.03, description="fraction of stars that are periodic variables"
     )
-    jitter_mas: float = Field(5.0, description="rms per axis of the atmospheric astrometric jitter")
-    flat_error: float = Field(0.005, description="rms of the error of the flats given to the pipeline")
-    cosmic_ray_rate: float = Field(1.5, description="cosmic rays per cm² per second (10 µm pixels)")
-    refcat_mag_limit: float = Field(20.5, description="Gaia-like G limit of the reference catalog")
+    sn_per_deg2: float = Field(default=1500.0, description="supernovae per deg² peaking during the survey")
+    n_flares: int = Field(default=3, description="flaring stars (each flares during one visit)")
+    n_asteroids: int = Field(default=12, description="asteroids placed to cross the field on some night")
+    n_neos: int = Field(default=2, description="of which near-Earth objects")
+    pointing_error_arcsec: float = Field(
+        default=4.0,
+        description="stated bound on the nominal WCS's error over the detector (pointing + rotation)",
+    )
+    jitter_mas: float = Field(default=5.0, description="rms per axis of the atmospheric astrometric jitter")
+    flat_error: float = Field(
+        default=0.005, description="rms of the error of the flats given to the pipeline"
+    )
+    cosmic_ray_rate: float = Field(default=1.5, description="cosmic rays per cm² per second (10 µm pixels)")
+    refcat_mag_limit: float = Field(default=20.5, description="Gaia-like G limit of the reference catalog")
 
     @property
     def margin_deg(self) -> float:

@@ -81,7 +81,8 @@ class DetectorGeometry:
 
     @property
     def kappa(self) -> float:
-        return self.camera.distortion / (3600.0 / self.camera.pixel_scale) ** 2
+        # 12 significant digits: the value prints the same way in every FITS header (determinism)
+        return float(f"{self.camera.distortion / (3600.0 / self.camera.pixel_scale) ** 2:.12e}")
 
     @property
     def crpix(self) -> tuple[float, float]:
@@ -123,7 +124,9 @@ class DetectorGeometry:
         return make_wcs(self.crpix, self.cd(sky_angle), ra0, dec0, self.kappa)
 
 
-def make_wcs(crpix: tuple[float, float], cd: NDArray[np.float64], ra0: float, dec0: float, kappa: float) -> WCS:
+def make_wcs(
+    crpix: tuple[float, float], cd: NDArray[np.float64], ra0: float, dec0: float, kappa: float
+) -> WCS:
     """A TAN-SIP WCS with the radial cubic distortion ``κ`` about CRPIX (see the module docstring)."""
     w = WCS(naxis=2)
     w.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
@@ -145,7 +148,9 @@ def make_wcs(crpix: tuple[float, float], cd: NDArray[np.float64], ra0: float, de
     bp[0, 5], bp[2, 3], bp[4, 1] = k2, 2 * k2, k2
     w.sip = Sip(a, b, ap, bp, list(crpix))
     w.wcs.set()
-    return w
+    # Canonicalise through the FITS text form, so a WCS that was pickled to a worker process and
+    # back (which goes through that text) writes byte-identical headers to one that was not.
+    return WCS(w.to_header(relax=True))
 
 
 @dataclass(frozen=True)

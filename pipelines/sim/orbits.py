@@ -32,7 +32,6 @@ import warnings
 from dataclasses import dataclass
 
 import erfa
-
 import numpy as np
 from astropy import units as u
 from astropy.coordinates import EarthLocation, get_body_barycentric

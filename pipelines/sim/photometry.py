@@ -73,6 +73,8 @@ def sky_mag(band: str, airmass: float, moon_illumination: float) -> float:
     return float(DARK_SKY[band] - 0.25 * (airmass - 1.0) + moon)
 
 
-def sky_electrons_per_pixel(band: str, sky_mag_arcsec2: float, exposure_time: float, pixel_scale: float) -> float:
+def sky_electrons_per_pixel(
+    band: str, sky_mag_arcsec2: float, exposure_time: float, pixel_scale: float
+) -> float:
     """Sky electrons collected per pixel in one exposure (sky brightness is measured at the ground)."""
     return float(10.0 ** (0.4 * (ZERO_POINT[band] - sky_mag_arcsec2)) * pixel_scale**2 * exposure_time)

@@ -11,10 +11,16 @@ from pachon.core.repo import DataRepository
 
 __all__ = ["plot_visit"]
 
-_STYLE = {
+_STYLE: dict[str, dict[str, Any]] = {
     "star": {"marker": "o", "facecolors": "none", "edgecolors": "#00e5ff", "s": 60, "label": "star"},
     "galaxy": {"marker": "s", "facecolors": "none", "edgecolors": "#ffb000", "s": 70, "label": "galaxy"},
-    "transient": {"marker": "*", "facecolors": "none", "edgecolors": "#ff2d95", "s": 260, "label": "transient"},
+    "transient": {
+        "marker": "*",
+        "facecolors": "none",
+        "edgecolors": "#ff2d95",
+        "s": 260,
+        "label": "transient",
+    },
     "asteroid": {"marker": "^", "facecolors": "none", "edgecolors": "#7CFC00", "s": 180, "label": "asteroid"},
 }
 

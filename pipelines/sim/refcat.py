@@ -31,7 +31,10 @@ def htm7_index(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     """HTM level-7 pixel index (the Butler's ``htm7`` dimension) of each position."""
     pix = HtmPixelization(7)
     return np.array(
-        [pix.index(UnitVector3d(LonLat.fromDegrees(float(a), float(d)))) for a, d in zip(ra, dec, strict=True)],
+        [
+            pix.index(UnitVector3d(LonLat.fromDegrees(float(a), float(d))))
+            for a, d in zip(ra, dec, strict=True)
+        ],
         dtype=np.int64,
     )
 

@@ -205,9 +205,11 @@ def _add_galaxy(
     bn = _sersic_bn(n)
     prof = np.exp(-bn * (rr / r_half_px) ** (1.0 / n))
     prof[rr > 6 * r_half_px] = 0.0
-    kh = int(math.ceil(2.5 * fwhm_px)) * os_
+    kh = math.ceil(2.5 * fwhm_px) * os_
     kgrid = (np.arange(2 * kh + 1) - kh) / os_
-    kern = psf.render(kgrid[None, :] + 0 * kgrid[:, None], kgrid[:, None] + 0 * kgrid[None, :], fwhm, e1, e2, 1)
+    kern = psf.render(
+        kgrid[None, :] + 0 * kgrid[:, None], kgrid[:, None] + 0 * kgrid[None, :], fwhm, e1, e2, 1
+    )
     conv = fftconvolve(prof, kern, mode="same")
     if os_ > 1:
         conv = conv.reshape(2 * h + 1, os_, 2 * h + 1, os_).sum(axis=(1, 3))
@@ -395,9 +397,15 @@ def render_detector_visit(
         "true_wcs": {k: _plain(sip_header[k]) for k in sip_header},
         "nominal_wcs": {k: _plain(v) for k, v in nominal_wcs.to_header(relax=True).items()},
         "pointing_error_arcsec": config.pointing_error_arcsec,
-        "psf": {"model": "Moffat", "beta": MOFFAT_BETA, "seeing": visit.seeing, "e1": visit.psf_e1,
-                "e2": visit.psf_e2, "fwhm_variation": "seeing*(1+0.04*(theta/10')^2)",
-                "e_gradient": "e1 += 0.03*fx/10', e2 += 0.03*fy/10'"},  # fmt: skip
+        "psf": {
+            "model": "Moffat",
+            "beta": MOFFAT_BETA,
+            "seeing": visit.seeing,
+            "e1": visit.psf_e1,
+            "e2": visit.psf_e2,
+            "fwhm_variation": "seeing*(1+0.04*(theta/10')^2)",
+            "e_gradient": "e1 += 0.03*fx/10', e2 += 0.03*fy/10'",
+        },
         "sky_electrons": sky_e,
         "electrons_per_njy": e_per_njy,
         "cloud": visit.cloud,
@@ -408,8 +416,12 @@ def render_detector_visit(
         "cosmic_rays": n_cr,
         "jitter_mas_rms": config.jitter_mas,
         "jitter_modes": jitter.as_dict(),
-        "defects": {"hot_column": el.hot_column, "hot_start_row": el.hot_start,
-                    "dead_column": el.dead_column, "dead_start_row": el.dead_start},  # fmt: skip
+        "defects": {
+            "hot_column": el.hot_column,
+            "hot_start_row": el.hot_start,
+            "dead_column": el.dead_column,
+            "dead_start_row": el.dead_start,
+        },
     }
     return RenderResult(raw=exposure, truth=truth, info=info)
 

@@ -44,7 +44,12 @@ from pachon.pipelines.sim.optics import DetectorGeometry
 from pachon.pipelines.sim.orbits import observer_and_sun
 from pachon.pipelines.sim.photometry import mag_to_flux
 from pachon.pipelines.sim.refcat import make_refcat, shard_refcat
-from pachon.pipelines.sim.render import defect_mask, detector_electronics, pipeline_flat, render_detector_visit
+from pachon.pipelines.sim.render import (
+    defect_mask,
+    detector_electronics,
+    pipeline_flat,
+    render_detector_visit,
+)
 from pachon.pipelines.sim.render import detector_name as _detector_name
 from pachon.pipelines.sim.skymodel import Sky, make_sky, sources_at
 
@@ -238,7 +243,9 @@ def _ensure_registered(repo: DataRepository, survey: Survey) -> None:
         )
 
 
-def put_deterministic(repo: DataRepository, obj: Any, dataset_type: str, run: str | None, **data_id: Any) -> None:
+def put_deterministic(
+    repo: DataRepository, obj: Any, dataset_type: str, run: str | None, **data_id: Any
+) -> None:
     """Put with a dataset UUID derived from (type, data ID, run) instead of a random one.
 
     The Butler records the dataset ID inside Parquet metadata, so random UUIDs would make
@@ -258,7 +265,9 @@ def put_deterministic(repo: DataRepository, obj: Any, dataset_type: str, run: st
     butler.put(obj, ref)
 
 
-def _put_once(repo: DataRepository, summary: SimulationSummary, obj: Any, dataset_type: str, **kw: Any) -> None:
+def _put_once(
+    repo: DataRepository, summary: SimulationSummary, obj: Any, dataset_type: str, **kw: Any
+) -> None:
     run = kw.pop("run", None)
     if repo.has(dataset_type, run=run, **kw):
         return
@@ -373,7 +382,9 @@ def simulate(
     def write(index: int, detector: int, raw: Exposure, truth: Table, info: dict[str, Any]) -> None:
         exposure = survey.visits[index].exposure
         _put_once(repo, summary, truth, "truth_visit_sources", exposure=exposure, detector=detector)
-        _put_once(repo, summary, info, "truth_visit_info", run=TRUTH_RUN, exposure=exposure, detector=detector)
+        _put_once(
+            repo, summary, info, "truth_visit_info", run=TRUTH_RUN, exposure=exposure, detector=detector
+        )
         _put_once(repo, summary, raw, "raw", exposure=exposure, detector=detector)
         summary.rendered += 1
         remaining[index] -= 1
@@ -389,7 +400,9 @@ def simulate(
                 bar.advance(task)
         else:
             ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-            with cf.ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker, initargs=(survey,)) as pool:
+            with cf.ProcessPoolExecutor(
+                n_workers, mp_context=ctx, initializer=_init_worker, initargs=(survey,)
+            ) as pool:
                 # keep a bounded number in flight (memory) and write in submission order (resume order)
                 pending: list[cf.Future[Any]] = []
                 queue = iter(todo)

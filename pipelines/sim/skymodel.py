@@ -45,7 +45,7 @@ from pachon.pipelines.sim.optics import inverse_gnomonic
 from pachon.pipelines.sim.orbits import ASTEROID_COLORS, Orbits, construct_orbits
 from pachon.pipelines.sim.photometry import mag_to_flux
 
-__all__ = ["REF_EPOCH_MJD", "SourceKind", "Sky", "make_sky", "sources_at"]
+__all__ = ["REF_EPOCH_MJD", "Sky", "SourceKind", "make_sky", "sources_at"]
 
 REF_EPOCH_MJD = 57388.0  # J2016.0 (TAI ≈ TDB here), the Gaia DR3 reference epoch
 MAS = 1.0 / 3.6e6  # deg
@@ -98,9 +98,7 @@ class Sky:
         )
 
 
-def _uniform_positions(
-    rng: np.random.Generator, n: int, config: SimConfig
-) -> tuple[Array, Array]:
+def _uniform_positions(rng: np.random.Generator, n: int, config: SimConfig) -> tuple[Array, Array]:
     hx, hy = config.sky_half_width_deg
     xi = rng.uniform(-hx, hx, n)
     eta = rng.uniform(-hy, hy, n)
@@ -135,7 +133,7 @@ def make_sky(config: SimConfig, visits: list[Visit], rng: np.random.Generator) -
     # ---------------------------------------------------------------- stars
     n_star = int(rng.poisson(config.star_density * area))
     ra, dec = _uniform_positions(rng, n_star, config)
-    rmag = _power_law_mags(rng, n_star, *config.star_mag_range, slope=0.25)
+    rmag = _power_law_mags(rng, n_star, config.star_mag_range[0], config.star_mag_range[1], 0.25)
     halo = rng.uniform(size=n_star) < 0.6
     gr = np.where(halo, rng.normal(0.45, 0.12, n_star), rng.uniform(0.6, 1.5, n_star))
     colors = _colors_star(gr)
@@ -166,10 +164,12 @@ def make_sky(config: SimConfig, visits: list[Visit], rng: np.random.Generator) -
 
     # ---------------------------------------------------------------- variables
     cand = np.flatnonzero((rmag > 16.5) & (rmag < 22.5))
-    n_var = min(len(cand), max(3, int(round(config.variable_fraction * n_star))))
+    n_var = min(len(cand), max(3, round(config.variable_fraction * n_star)))
     var_idx = np.sort(rng.choice(cand, n_var, replace=False)) if n_var else np.array([], int)
     is_rr = rng.uniform(size=n_var) < 0.5
-    period = np.where(is_rr, rng.uniform(0.45, 0.75, n_var), np.exp(rng.uniform(np.log(0.3), np.log(5), n_var)))
+    period = np.where(
+        is_rr, rng.uniform(0.45, 0.75, n_var), np.exp(rng.uniform(np.log(0.3), np.log(5), n_var))
+    )
     amp = np.where(is_rr, rng.uniform(0.5, 1.2, n_var), rng.uniform(0.2, 0.8, n_var))
     variables = Table(
         {
@@ -192,7 +192,7 @@ def make_sky(config: SimConfig, visits: list[Visit], rng: np.random.Generator) -
     # ---------------------------------------------------------------- galaxies
     n_gal = int(rng.poisson(config.galaxy_density * area))
     gra, gdec = _uniform_positions(rng, n_gal, config)
-    gmag = _power_law_mags(rng, n_gal, *config.galaxy_mag_range, slope=0.3)
+    gmag = _power_law_mags(rng, n_gal, config.galaxy_mag_range[0], config.galaxy_mag_range[1], 0.3)
     kind = rng.uniform(size=n_gal)
     sersic = np.where(kind < 0.5, 1.0, np.where(kind < 0.75, 4.0, rng.uniform(0.5, 2.5, n_gal)))
     r_e = np.clip(0.8 * 10 ** (-0.15 * (gmag - 20)) * np.exp(rng.normal(0, 0.3, n_gal)), 0.12, 4.0)
@@ -228,7 +228,7 @@ def make_sky(config: SimConfig, visits: list[Visit], rng: np.random.Generator) -
     # ---------------------------------------------------------------- transients
     nights = sorted({v.mjd_start for v in visits if v.seq_num == 1})
     hosts = np.flatnonzero(gmag < 23.5)
-    n_sn = min(len(hosts), max(2, int(round(config.sn_per_deg2 * area))))
+    n_sn = min(len(hosts), max(2, round(config.sn_per_deg2 * area)))
     host_idx = rng.choice(hosts, n_sn, replace=False) if n_sn else np.array([], int)
     off_r = r_e[host_idx] * np.sqrt(rng.uniform(size=n_sn)) / 3600.0
     off_phi = rng.uniform(0, 2 * math.pi, n_sn)

@@ -38,7 +38,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         plot: Annotated[
             str | None,
-            typer.Option(help="Instead of simulating, plot EXPOSURE[,DETECTOR] with truth overlaid (needs --out)."),
+            typer.Option(
+                help="Instead of simulating, plot EXPOSURE[,DETECTOR] with truth overlaid (needs --out)."
+            ),
         ] = None,
         out: Annotated[Path | None, typer.Option(help="PNG file for --plot.")] = None,
         release_pace: Annotated[
@@ -58,7 +60,8 @@ def register(app: typer.Typer) -> None:
                 detector = int(parts[1]) if len(parts) > 1 else 0
             except ValueError:
                 raise typer.BadParameter(
-                    f"{plot!r}: expected EXPOSURE[,DETECTOR] as integers, e.g. 20270306001,0", param_hint="--plot"
+                    f"{plot!r}: expected EXPOSURE[,DETECTOR] as integers, e.g. 20270306001,0",
+                    param_hint="--plot",
                 ) from None
             from pachon.pipelines.sim.plot import plot_visit
 

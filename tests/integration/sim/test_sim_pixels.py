@@ -7,6 +7,7 @@ flat; the aperture correction comes from the Moffat PSF model at the truth FWHM.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,9 @@ from pachon.pipelines.sim.optics import MOFFAT_BETA, PsfModel
 
 
 @pytest.fixture(scope="module")
-def repo(tiny_repo: Path) -> DataRepository:
-    return DataRepository.open(tiny_repo)
+def repo(tiny_repo: Path) -> Iterator[DataRepository]:
+    yield DataRepository.open(tiny_repo)
+    _CACHE.clear()  # calibrated images are large; free them when this module is done
 
 
 def _exposures(repo: DataRepository) -> list[int]:
@@ -81,7 +83,12 @@ def test_aperture_photometry_pulls(repo: DataRepository) -> None:
                     continue
                 if not _isolated(truth, k, r_out + 4 * fwhm_px, 0.1 * counts):
                     continue
-                y0, y1, x0, x1 = int(y - r_out - 1), int(y + r_out + 2), int(x - r_out - 1), int(x + r_out + 2)
+                y0, y1, x0, x1 = (
+                    int(y - r_out - 1),
+                    int(y + r_out + 2),
+                    int(x - r_out - 1),
+                    int(x + r_out + 2),
+                )
                 cut, cbad = img[y0:y1, x0:x1], bad[y0:y1, x0:x1]
                 r = np.hypot(xx[y0:y1, x0:x1] - x, yy[y0:y1, x0:x1] - y)
                 ap = r < r_ap
@@ -144,8 +151,9 @@ def test_psf_fwhm_matches_seeing(repo: DataRepository) -> None:
                 gy, gx = np.mgrid[-h : h + 1, -h : h + 1].astype(float)
                 p0 = np.array([x - ix, y - iy, cut.sum(), guess, 3.0, np.median(cut)])
                 res = least_squares(
-                    lambda p, cut=cut, gx=gx, gy=gy: (_moffat_model(p, gx, gy) - cut).ravel()
-                    / np.sqrt(np.abs(cut.ravel()) + 50),
+                    lambda p, cut=cut, gx=gx, gy=gy: (
+                        (_moffat_model(p, gx, gy) - cut).ravel() / np.sqrt(np.abs(cut.ravel()) + 50)
+                    ),
                     p0,
                     bounds=([-3, -3, 0, 1, 1.5, -1e4], [3, 3, 1e9, 20, 10, 1e5]),
                 )
@@ -322,7 +330,9 @@ def test_products_are_complete(repo: DataRepository) -> None:
     refs = b.query_datasets("refcat", collections="refcats")
     refcat = [b.get(r) for r in refs]
     assert sum(len(t) for t in refcat) > 50
-    assert {"coord_ra", "coord_dec", "pm_ra", "pm_dec", "parallax", "epoch", "r_flux"} <= set(refcat[0].colnames)
+    assert {"coord_ra", "coord_dec", "pm_ra", "pm_dec", "parallax", "epoch", "r_flux"} <= set(
+        refcat[0].colnames
+    )
     stars = repo.get("truth_stars")
     assert {"ra", "dec", "pm_ra", "pm_dec", "parallax", "flux_r", "is_variable"} <= set(stars.colnames)
     raw = repo.get("raw", exposure=_exposures(repo)[0], detector=0)

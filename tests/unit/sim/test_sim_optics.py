@@ -69,7 +69,7 @@ def test_jitter_has_the_requested_rms_and_is_correlated() -> None:
         j = Jitter.draw(seed, 5.0)
         rng = np.random.default_rng(seed)
         fx, fy = rng.uniform(-10, 10, 400), rng.uniform(-10, 10, 400)
-        dx, dy = j.displacement(fx, fy)
+        dx, _dy = j.displacement(fx, fy)
         rms.append(np.sqrt(np.mean(dx**2)))
         dx2, _ = j.displacement(fx + 0.2, fy)  # 12″ away
         corr.append(np.corrcoef(dx, dx2)[0, 1])

@@ -61,7 +61,9 @@ def test_kepler_propagation_matches_numerical_two_body() -> None:
             rr = y[:3]
             return np.concatenate([y[3:], -GM_SUN * rr / np.linalg.norm(rr) ** 3])
 
-        sol = solve_ivp(rhs, (0, t_end), np.concatenate([r0[k], v0[k]]), rtol=1e-12, atol=1e-14, method="DOP853")
+        sol = solve_ivp(
+            rhs, (0, t_end), np.concatenate([r0[k], v0[k]]), rtol=1e-12, atol=1e-14, method="DOP853"
+        )
         assert np.linalg.norm(sol.y[:3, -1] - r1[k]) < 1e-9, k  # AU (≈ 150 m)
         assert np.linalg.norm(sol.y[3:, -1] - v1[k]) < 1e-11, k
 
