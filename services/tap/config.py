@@ -35,6 +35,9 @@ class TapConfig:
     async_create_grace_s
         How long a ``POST /async`` with ``PHASE=RUN`` waits for the job to finish before
         answering 303, so short jobs are COMPLETED when the client first looks.
+    sync_inline_bytes
+        Sync answers up to this size are sent in one piece; larger ones stream chunk by
+        chunk while the database still produces rows.
     limits
         The ``tap`` section of the settings (MAXREC, timeouts, upload limits, public URL).
     """
@@ -49,6 +52,7 @@ class TapConfig:
     async_workers: int = 2
     max_wait_s: float = 600.0
     async_create_grace_s: float = 0.25
+    sync_inline_bytes: int = 4 << 20
 
     @classmethod
     def from_settings(

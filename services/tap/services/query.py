@@ -46,8 +46,6 @@ from .watchdog import Watchdog
 __all__ = ["FileOutcome", "QueryService", "SyncAnswer", "UploadData"]
 
 _BATCH_ROWS = 65_536
-_INLINE_LIMIT_BYTES = 4 << 20
-"""Sync answers smaller than this are sent in one piece (fast path); larger ones stream."""
 
 
 @dataclass
@@ -127,7 +125,7 @@ class QueryService:
             for chunk in chunks:
                 first.append(chunk)
                 size += len(chunk)
-                if size > _INLINE_LIMIT_BYTES:
+                if size > self._config.sync_inline_bytes:
                     break
             else:
                 timer.cancel()

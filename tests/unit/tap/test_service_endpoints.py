@@ -32,13 +32,16 @@ def anyio_backend() -> str:
 @pytest.fixture
 def make_client(tap_catalog, tmp_path: Path) -> Callable[..., object]:  # type: ignore[no-untyped-def]
     @asynccontextmanager
-    async def _make(anonymous: bool = True, **limits: object) -> AsyncIterator[httpx.AsyncClient]:
+    async def _make(
+        anonymous: bool = True, catalog_url: str | None = None, options: dict | None = None, **limits: object
+    ) -> AsyncIterator[httpx.AsyncClient]:
         config = TapConfig(
-            catalog_url=tap_catalog.url,
+            catalog_url=catalog_url or tap_catalog.url,
             state_url=f"sqlite:///{tmp_path / 'state.sqlite3'}",
             results_dir=tmp_path / "results",
             anonymous=anonymous,
             limits=TapSettings(**limits),  # type: ignore[arg-type]
+            **(options or {}),
         )
         app = create_app(config)
         async with app.router.lifespan_context(app):
@@ -330,3 +333,65 @@ async def test_udfs_and_geometry_run(make_client) -> None:  # type: ignore[no-un
                 assert len(table) == rows
         count = table_of(await client.post("/tap/sync", data={"LANG": "ADQL", "QUERY": next(iter(queries))}))
         assert 0 < int(count["n"][0]) < 3000
+
+
+async def test_large_results_stream(make_client) -> None:  # type: ignore[no-untyped-def]
+    async with make_client(options={"sync_inline_bytes": 10_000}) as client:
+        for fmt in ("votable", "csv"):
+            answer = await client.post(
+                "/tap/sync",
+                data={"LANG": "ADQL", "QUERY": "SELECT * FROM bench.forcedsource", "RESPONSEFORMAT": fmt},
+            )
+            assert answer.status_code == 200
+            assert "content-length" not in answer.headers  # chunked, not buffered
+            if fmt == "votable":
+                assert len(table_of(answer)) > 10_000 and status_of(answer)[0] == "OK"
+            else:
+                assert len(answer.text.splitlines()) > 10_001
+
+
+async def test_sync_time_limit(make_client) -> None:  # type: ignore[no-untyped-def]
+    slow = (
+        "SELECT COUNT(*) AS n FROM bench.forcedsource AS a, bench.forcedsource AS b, bench.forcedsource AS c "
+        "WHERE a.psf_flux + b.psf_flux + c.psf_flux > 0"
+    )
+    async with make_client(sync_timeout_s=1.0) as client:
+        t0 = time.monotonic()
+        answer = await client.post("/tap/sync", data={"LANG": "ADQL", "QUERY": slow})
+        assert time.monotonic() - t0 < 10
+        assert answer.status_code == 400 and "time limit of 1 s" in (status_of(answer)[1] or "")
+
+
+async def test_reload_shows_new_tables(make_client, tap_catalog, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from pachon.core.catalog import open_catalog
+
+    url = f"duckdb:///{tmp_path / 'reload'}/"
+    with open_catalog(url, read_only=False) as writer:
+        writer.ingest(tap_catalog.data_dir / "object.parquet", "early.object", ra="ra", dec="dec")
+    query = {"LANG": "ADQL", "QUERY": "SELECT COUNT(*) AS n FROM later.object"}
+    async with make_client(catalog_url=url) as client:
+        assert (await client.post("/tap/sync", data=query)).status_code == 400
+        with open_catalog(url, read_only=False) as writer:  # while the service runs
+            writer.ingest(tap_catalog.data_dir / "object.parquet", "later.object", ra="ra", dec="dec")
+        reloaded = await client.post("/tap/admin/reload")
+        assert reloaded.status_code == 200 and "later" in reloaded.json()["schemas"]
+        answer = await client.post("/tap/sync", data=query)
+        assert int(table_of(answer)["n"][0]) == tap_catalog.n_obj
+        assert "later.object" in (await client.get("/tap/tables")).text
+
+
+async def test_destruction_is_enforced(make_client) -> None:  # type: ignore[no-untyped-def]
+    async with make_client(options={"reaper_interval_s": 0.2}) as client:
+        created = await client.post(
+            "/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 ra FROM bench.object", "PHASE": "RUN"}
+        )
+        job = created.headers["location"].removeprefix("http://testserver")
+        await client.get(job, params={"WAIT": "10"})
+        assert (await client.get(job + "/results/result")).status_code == 200
+        await client.post(job + "/destruction", data={"DESTRUCTION": "2000-01-01T00:00:00Z"})
+        for _ in range(50):
+            if (await client.get(job + "/phase")).status_code == 404:
+                break
+            await asyncio.sleep(0.1)
+        assert (await client.get(job + "/phase")).status_code == 404
+        assert (await client.get(job + "/results/result")).status_code == 404
