@@ -10,6 +10,7 @@ translation time.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -289,17 +290,25 @@ def cone_ranges(ra: float, dec: float, radius_deg: float) -> list[tuple[int, int
         return None
     if radius_deg >= 60 or radius_deg < 0 or abs(dec) > 90:
         return None
-    import astropy.units as u
-    from astropy.coordinates import Latitude, Longitude
-    from cdshealpix import nested
+    return list(_cone_ranges_cached(round(ra % 360.0, 12), round(dec, 12), round(radius_deg, 12)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _cone_ranges_cached(ra: float, dec: float, radius_deg: float) -> tuple[tuple[int, int], ...]:
+    # The Rust core of cdshealpix directly: the astropy wrappers cost milliseconds per call.
+    from cdshealpix import cdshealpix as core
 
     depth = _cover_depth(radius_deg)
     radius = max(radius_deg, 1e-9)
-    ipix, depths, _ = nested.cone_search(
-        Longitude(ra % 360.0 * u.deg), Latitude(dec * u.deg), radius * u.deg, depth, flat=True
+    ipix, _, _ = core.cone_search(
+        np.uint8(depth),
+        np.uint8(2),
+        np.float64(math.radians(ra)),
+        np.float64(math.radians(dec)),
+        np.float64(math.radians(radius)),
+        True,
     )
-    ranges = _merge(np.asarray(ipix), depth)
-    return _coarsen(ranges, 48)
+    return tuple(_coarsen(_merge(np.asarray(ipix), depth), 48))
 
 
 def polygon_ranges(vertices: Sequence[float]) -> list[tuple[int, int]] | None:
