@@ -33,7 +33,7 @@ from .negotiate import (
     capability_formats,
     negotiate,
 )
-from .rows import rows_to_batches
+from .rows import cursor_batches, rows_to_batches
 from .tables import write_fits, write_parquet
 from .text import write_csv, write_html, write_tsv
 from .types import ResultMeta, Status, StatusCallback
@@ -55,6 +55,7 @@ __all__ = [
     "UploadTable",
     "capability_formats",
     "check_address",
+    "cursor_batches",
     "error_votable",
     "fetch_upload_url",
     "metadata_votable",

@@ -20,7 +20,7 @@ from pachon.core.catalog.model import ColumnInfo
 
 from .types import ColumnSpec, column_specs, unique_names
 
-__all__ = ["rows_to_batches"]
+__all__ = ["cursor_batches", "rows_to_batches"]
 
 
 def _arrow_type(spec: ColumnSpec, sample: Any) -> pa.DataType:
@@ -80,8 +80,8 @@ def rows_to_batches(
 
     def build(chunk: list[Sequence[Any]]) -> pa.RecordBatch:
         arrays = []
-        for j, spec in enumerate(specs):
-            values = [row[j] for row in chunk]
+        for spec, column in zip(specs, zip(*chunk, strict=True), strict=True):
+            values = list(column)
             sample = next((v for v in values if v is not None), None)
             arrays.append(_convert(values, spec, _arrow_type(spec, sample)))
         return pa.RecordBatch.from_arrays(arrays, names=names)
@@ -95,3 +95,20 @@ def rows_to_batches(
             buffer = []
     if buffer:
         yield build(buffer)
+
+
+def cursor_batches(
+    cursor: Any, columns: Sequence[ColumnInfo], batch_size: int = 65_536
+) -> Iterator[pa.RecordBatch]:
+    """Record batches from an executed DB-API cursor, fetched ``batch_size`` rows at a time.
+
+    >>> import sqlite3
+    >>> cur = sqlite3.connect(":memory:").execute("SELECT 1, 'a'")
+    >>> [b.num_rows for b in cursor_batches(cur, [ColumnInfo("n", "long"), ColumnInfo("s", "char", arraysize="*")])]
+    [1]
+    """
+    while True:
+        rows = cursor.fetchmany(batch_size)
+        if not rows:
+            return
+        yield from rows_to_batches(rows, columns, batch_size)

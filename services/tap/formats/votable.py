@@ -273,6 +273,15 @@ class _Block:
         return self.values.astype(self.dtype).view(np.uint8).reshape(len(self.values), -1)
 
 
+def _wrap(encoded: bytes) -> bytes:
+    """Base64 text (a multiple of 76 characters) as lines of 76 characters."""
+    lines = np.frombuffer(encoded, dtype=np.uint8).reshape(-1, 76)
+    out = np.empty((lines.shape[0], 77), dtype=np.uint8)
+    out[:, :76] = lines
+    out[:, 76] = 10
+    return out.tobytes()
+
+
 class _Binary2Encoder(_Encoder):
     data_open = '<DATA><BINARY2><STREAM encoding="base64">\n'
     data_close = "</STREAM></BINARY2></DATA>\n"
@@ -400,17 +409,22 @@ class _Binary2Encoder(_Encoder):
         return out.tobytes()
 
     def encode(self, batch: pa.RecordBatch) -> bytes:
-        data = self._carry + self.rows(batch) if self._carry else self.rows(batch)
-        usable = len(data) // _B64_LINE_BYTES * _B64_LINE_BYTES
-        self._carry = data[usable:]
+        raw = self.rows(batch)
+        head = b""
+        if self._carry:  # complete the pending line first, without copying the whole batch
+            need = _B64_LINE_BYTES - len(self._carry)
+            if len(raw) < need:
+                self._carry += raw
+                return b""
+            head = _wrap(binascii.b2a_base64(self._carry + raw[:need], newline=False))
+            body = memoryview(raw)[need:]
+        else:
+            body = memoryview(raw)
+        usable = len(body) // _B64_LINE_BYTES * _B64_LINE_BYTES
+        self._carry = bytes(body[usable:])
         if not usable:
-            return b""
-        encoded = binascii.b2a_base64(memoryview(data)[:usable], newline=False)
-        lines = np.frombuffer(encoded, dtype=np.uint8).reshape(-1, 76)
-        out = np.empty((lines.shape[0], 77), dtype=np.uint8)
-        out[:, :76] = lines
-        out[:, 76] = 10
-        return out.tobytes()
+            return head
+        return head + _wrap(binascii.b2a_base64(body[:usable], newline=False))
 
     def finish(self) -> bytes:
         carry, self._carry = self._carry, b""

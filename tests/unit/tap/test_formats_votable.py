@@ -261,6 +261,16 @@ def test_non_ascii_char_policy() -> None:
     batch = pa.record_batch([pa.array(["café"])], names=["s"])
     binary = read_votable(b"".join(write_binary2(columns, [batch]))).get_first_table().array
     assert binary["s"][0] == "caf?"
+    fixed = [ColumnInfo("u", "unicodeChar", arraysize="3"), ColumnInfo("c", "char", arraysize="3*")]
+    sized = pa.record_batch(
+        [pa.array(["αβγδ", "z", None]), pa.array(["abcdef", "é", None])], names=["u", "c"]
+    )
+    for writer in (write_binary2, write_tabledata):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # W46: the TABLEDATA values are longer than declared
+            rows = parse(io.BytesIO(b"".join(writer(fixed, [sized])))).get_first_table().array
+        assert rows["u"][1] == "z" and rows["u"][0].startswith("αβγ")
+        assert rows["c"][0].startswith("abc")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # astropy W55: non-ASCII in char (allowed by VOTable 1.5)
         td = parse(io.BytesIO(b"".join(write_tabledata(columns, [batch])))).get_first_table().array
