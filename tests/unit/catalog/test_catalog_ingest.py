@@ -289,3 +289,25 @@ def test_duckdb_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     for bad in ("duckdb://", "duckdb:///", "duckdb:///:memory:", "sqlite:///x.db"):
         with pytest.raises(CatalogError):
             open_catalog(bad)
+
+
+def test_upload_inside_a_query_and_refresh_from_another_thread(catalog) -> None:
+    """The read side is re-entrant: registering an upload while holding a cursor cannot deadlock
+    against a refresh waiting in another thread."""
+    import threading
+
+    catalog.load_table(pa.table({"objectid": [1, 2]}), "mine.t")
+    with open_catalog(catalog.url, read_only=False) as writer:
+        writer.load_table(pa.table({"objectid": [3]}), "other.t")  # so refresh has work to do
+    done = threading.Event()
+    with catalog.connection() as cur:
+        refresher = threading.Thread(target=lambda: (catalog.refresh(), done.set()))
+        refresher.start()
+        while not catalog._lock._waiting_writers and not done.is_set():  # the refresh is now waiting
+            threading.Event().wait(0.001)
+        info = catalog.register_upload("pos", pa.table({"ra": [1.0], "dec": [2.0]}))
+        assert cur.execute(f"SELECT count(*) FROM {info.db_schema}.{info.db_name}").fetchone() == (1,)
+        catalog.drop_upload(info)
+        assert not done.is_set()  # refresh waits for the running query
+    refresher.join(timeout=10)
+    assert done.is_set() and catalog.resolve("other", "t") is not None
