@@ -24,9 +24,11 @@ XML = "text/xml"
 
 @router.get("", response_class=HTMLResponse, include_in_schema=False)
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def landing(context: Annotated[RequestContext, Depends(context_dependency)]) -> HTMLResponse:
-    """A human-readable page with the endpoints and tables."""
-    return HTMLResponse(await context.metadata.landing_html(context.base_url))
+async def landing(
+    request: Request, process: Annotated[ProcessContext, Depends(process_context)]
+) -> HTMLResponse:
+    """A human-readable page with the endpoints and tables (anonymous, like the VOSI resources)."""
+    return HTMLResponse(await process.metadata.landing_html(public_base_url(request, process.config)))
 
 
 @router.api_route("/sync", methods=["GET", "POST"])

@@ -249,6 +249,8 @@ async def test_ownership_between_two_users(make_client) -> None:  # type: ignore
         alice, bob = {"X-Forwarded-User": "alice"}, {"X-Forwarded-User": "bob"}
         assert (await client.get("/tap/availability")).status_code == 200  # anonymous
         assert (await client.get("/tap/capabilities")).status_code == 200  # anonymous
+        assert (await client.get("/tap")).status_code == 200  # landing page, anonymous
+        assert (await client.get("/tap/tables")).status_code == 401
         assert (
             await client.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT 1 AS x"})
         ).status_code == 401
@@ -395,3 +397,28 @@ async def test_destruction_is_enforced(make_client) -> None:  # type: ignore[no-
             await asyncio.sleep(0.1)
         assert (await client.get(job + "/phase")).status_code == 404
         assert (await client.get(job + "/results/result")).status_code == 404
+
+
+async def test_identity_from_hub_middleware(tap_catalog, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Behind the hub, HubAuthMiddleware puts the identity in the request state; jobs follow it."""
+    from pachon.core.auth import HubIdentity
+
+    config = TapConfig(
+        catalog_url=tap_catalog.url,
+        state_url=f"sqlite:///{tmp_path / 'state.sqlite3'}",
+        results_dir=tmp_path / "results",
+        anonymous=False,
+    )
+    app = create_app(config)
+
+    async def as_carol(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http":
+            scope.setdefault("state", {})["hub_identity"] = HubIdentity(name="carol")
+        await app(scope, receive, send)
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=as_carol)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            created = await client.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT 1 AS one"})
+            job = created.headers["location"].removeprefix("http://testserver")
+            assert (await client.get(job + "/owner")).text == "carol"
