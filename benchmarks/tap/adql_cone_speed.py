@@ -118,7 +118,9 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
@@ -139,8 +141,10 @@ def main() -> None:
         for _ in range(n):
             translate(tree, "postgresql", RESOLVER, limit=1001)
         pg_us = (time.perf_counter() - start) / n * 1e6
-        print(f"parse {parse_us:7.0f} µs  parse+translate duckdb {both_us:7.0f} µs  translate pg {pg_us:7.0f} µs  | "
-              f"{text[:70]}")
+        print(
+            f"parse {parse_us:7.0f} µs  parse+translate duckdb {both_us:7.0f} µs  translate pg {pg_us:7.0f} µs  | "
+            f"{text[:70]}"
+        )
 
     con = duckdb.connect()
     install(con)
@@ -169,22 +173,28 @@ def main() -> None:
     t_small = median_ms(lambda: con.execute(small[next(i) % 20]).fetchall(), args.repeats * 3)
     rows_small = statistics.mean(len(con.execute(q).fetchall()) for q in small)
     naive_small = median_ms(lambda: con.execute(naive_sql(*centres[0], 0.05)).fetchall(), 3)
-    print(f"cone 0.05°: {t_small:.1f} ms median over 20 centres (~{rows_small:.0f} rows); "
-          f"no index {naive_small:.1f} ms")
+    print(
+        f"cone 0.05°: {t_small:.1f} ms median over 20 centres (~{rows_small:.0f} rows); "
+        f"no index {naive_small:.1f} ms"
+    )
     big = cone_sql(150, 2, 1)
     t_big = median_ms(lambda: con.execute(big).fetchall(), args.repeats)
     rows_big = len(con.execute(big).fetchall())
     naive_big = median_ms(lambda: con.execute(naive_sql(150, 2, 1)).fetchall(), 3)
     print(f"cone 1°: {t_big:.1f} ms ({rows_big} rows); no index {naive_big:.1f} ms")
     big_all = translate(
-        parse("SELECT * FROM bench.object WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 150, 2, 1)) = 1"),
+        parse(
+            "SELECT * FROM bench.object WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 150, 2, 1)) = 1"
+        ),
         "duckdb",
         RESOLVER,
     ).sql
     print(f"cone 1° all columns: {median_ms(lambda: con.execute(big_all).fetchall(), args.repeats):.1f} ms")
     xm = translate(parse(WORKLOAD[-1]), "duckdb", RESOLVER, limit=None).sql
     t_xm = median_ms(lambda: con.execute(xm).fetchall(), args.repeats)
-    print(f"upload crossmatch 1000 × {args.rows} at 1\": {t_xm:.1f} ms ({len(con.execute(xm).fetchall())} pairs)")
+    print(
+        f'upload crossmatch 1000 × {args.rows} at 1": {t_xm:.1f} ms ({len(con.execute(xm).fetchall())} pairs)'
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Usage (the TAP service does this for each connection it opens)::
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -140,10 +141,8 @@ def install(connection: Any) -> None:
     dbl_list = duckdb.list_type(duckdb.sqltype("DOUBLE"))
 
     def add(name: str, fn: Any, params: list[Any], ret: Any, **kw: Any) -> None:
-        try:
+        with contextlib.suppress(Exception):  # not registered yet
             connection.remove_function(name)
-        except Exception:  # noqa: BLE001 - not registered yet
-            pass
         connection.create_function(name, fn, params, ret, **kw)
 
     add(

@@ -24,7 +24,15 @@ from .parser import parse
 from .safety import check_sql
 from .translate import translate
 
-__all__ = ["CORPUS", "FUZZ_COLUMNS", "FuzzResolver", "check_query", "mutated_queries", "queries", "random_text"]
+__all__ = [
+    "CORPUS",
+    "FUZZ_COLUMNS",
+    "FuzzResolver",
+    "check_query",
+    "mutated_queries",
+    "queries",
+    "random_text",
+]
 
 NASTY = ["'", '"', ";", "--", "/*", "*/", "\\", "\n", "DROP TABLE canary", "$$", "%", "_", "é", "\u2028"]
 """Fragments for identifiers and strings (NUL is tried by the mutation and random generators)."""
@@ -105,9 +113,21 @@ def _value(draw: Any, depth: int = 0) -> str:
     if choice == 4:
         return f"({draw(sub)} {draw(st.sampled_from(['+', '-', '*', '/', '||']))} {draw(sub)})"
     if choice == 5:
-        arity = {"abs": 1, "log": 1, "sqrt": 1, "round": 2, "LOWER": 1, "UPPER": 1, "COALESCE": 2,
-                 "ivo_hasword": 2, "scisql_nanojanskyToAbMag": 1, "mod": 2, "power": 2, "truncate": 1,
-                 "nosuchfn": 1}
+        arity = {
+            "abs": 1,
+            "log": 1,
+            "sqrt": 1,
+            "round": 2,
+            "LOWER": 1,
+            "UPPER": 1,
+            "COALESCE": 2,
+            "ivo_hasword": 2,
+            "scisql_nanojanskyToAbMag": 1,
+            "mod": 2,
+            "power": 2,
+            "truncate": 1,
+            "nosuchfn": 1,
+        }
         fn = draw(st.sampled_from(sorted(arity)))
         n = arity[fn] if draw(st.integers(0, 9)) else draw(st.integers(0, 3))
         return f"{fn}({', '.join(draw(sub) for _ in range(n))})"
@@ -135,11 +155,14 @@ def _cond(draw: Any, depth: int = 0) -> str:
     if choice == 5:
         return f"{draw(v)} BETWEEN {draw(v)} AND {draw(v)}"
     if choice == 6:
-        return f"CONTAINS(POINT(ra, dec), CIRCLE({draw(_number())}, {draw(_number())}, {draw(_number())})) = " + draw(
-            st.sampled_from(["1", "0"])
+        return (
+            f"CONTAINS(POINT(ra, dec), CIRCLE({draw(_number())}, {draw(_number())}, {draw(_number())})) = "
+            + draw(st.sampled_from(["1", "0"]))
         )
     if choice == 7 and depth < 2:
-        return f"({draw(_cond(depth + 1))} {draw(st.sampled_from(['AND', 'OR']))} NOT {draw(_cond(depth + 1))})"
+        return (
+            f"({draw(_cond(depth + 1))} {draw(st.sampled_from(['AND', 'OR']))} NOT {draw(_cond(depth + 1))})"
+        )
     if choice == 8:
         return f"{draw(v)} IS {draw(st.sampled_from(['', 'NOT ']))}NULL"
     return f"{draw(v)} IN ({draw(v)}, {draw(_string())})"
@@ -158,8 +181,13 @@ def queries(draw: Any) -> str:
     table = draw(st.sampled_from(["fuzz.t", "t", '"weird;name"', "TAP_UPLOAD.up", "s.t AS q"]))
     join = draw(
         st.sampled_from(
-            ["", " JOIN fuzz.u AS u ON u.id = t.id", " NATURAL JOIN fuzz.v", " , fuzz.w",
-             " JOIN fuzz.x AS x ON DISTANCE(POINT(x.ra, x.dec), POINT(t.ra, t.dec)) < 0.01"]
+            [
+                "",
+                " JOIN fuzz.u AS u ON u.id = t.id",
+                " NATURAL JOIN fuzz.v",
+                " , fuzz.w",
+                " JOIN fuzz.x AS x ON DISTANCE(POINT(x.ra, x.dec), POINT(t.ra, t.dec)) < 0.01",
+            ]
         )
     )
     where = f" WHERE {draw(_cond())}" if draw(st.booleans()) else ""
@@ -183,7 +211,7 @@ CORPUS = [
     'SELECT "a;b", "x""y", "--c" FROM fuzz.t WHERE "drop table canary" = 1',
     "SELECT id FROM fuzz.t UNION ALL SELECT id FROM fuzz.u EXCEPT SELECT id FROM fuzz.v",
     "SELECT CASE WHEN mag > 20 THEN 'faint' ELSE 'bright' END, CAST(id AS VARCHAR(10)) FROM fuzz.t",
-    "SELECT AREA(\"region\"), CENTROID(\"region\") FROM fuzz.t WHERE INTERSECTS(\"region\", CIRCLE(1, 2, 3)) = 1",
+    'SELECT AREA("region"), CENTROID("region") FROM fuzz.t WHERE INTERSECTS("region", CIRCLE(1, 2, 3)) = 1',
     "SELECT id FROM fuzz.t WHERE id IN (SELECT id FROM fuzz.u WHERE name = 'x''; DROP TABLE canary; --')",
 ]
 
@@ -196,7 +224,11 @@ def mutated_queries(draw: Any) -> str:
         pos = draw(st.integers(0, len(text)))
         op = draw(st.integers(0, 2))
         if op == 0:
-            text = text[:pos] + draw(st.sampled_from(NASTY + ["SELECT", ")", "(", ",", " OR 1=1", "'"])) + text[pos:]
+            text = (
+                text[:pos]
+                + draw(st.sampled_from([*NASTY, "SELECT", ")", "(", ",", " OR 1=1", "'"]))
+                + text[pos:]
+            )
         elif op == 1:
             end = min(len(text), pos + draw(st.integers(1, 6)))
             text = text[:pos] + text[end:]

@@ -277,7 +277,7 @@ def _cover_depth(radius_deg: float) -> int:
     """Depth whose cells are about a quarter of the radius: a few dozen ranges at most."""
     if radius_deg <= 0:
         return HPX_DEPTH
-    depth = int(math.floor(math.log2(58.6 / radius_deg))) + 2
+    depth = math.floor(math.log2(58.6 / radius_deg)) + 2
     return max(0, min(HPX_DEPTH, depth))
 
 
@@ -325,7 +325,7 @@ def polygon_ranges(vertices: Sequence[float]) -> list[tuple[int, int]] | None:
     depth = _cover_depth(max(size / 2, 1e-6))
     try:
         ipix, _, _ = nested.polygon_search(Longitude(ras * u.deg), Latitude(decs * u.deg), depth, flat=True)
-    except Exception:  # noqa: BLE001 - self-intersecting or degenerate polygons: no pruning
+    except Exception:
         return None
     return _coarsen(_merge(np.asarray(ipix), depth), 48)
 

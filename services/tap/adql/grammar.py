@@ -25,11 +25,49 @@ from __future__ import annotations
 __all__ = ["ADQL_FUNCTIONS", "GRAMMAR", "TERMINAL_NAMES"]
 
 # Reserved ADQL function names: they lex as FUNCNAME wherever a value can start.
-ADQL_FUNCTIONS = (
-    "ABS ACOS AREA ASIN ATAN2 ATAN BOX CEILING CENTROID CIRCLE COALESCE CONTAINS COORD1 COORD2 "
-    "COORDSYS COS COT DEGREES DISTANCE EXP FLOOR INTERSECTS IN_UNIT LOG10 LOG LOWER MOD NULLIF PI POINT "
-    "POLYGON POWER RADIANS RAND REGION ROUND SIN SQRT TAN TRUNCATE UPPER"
-).split()
+ADQL_FUNCTIONS = [
+    "ABS",
+    "ACOS",
+    "AREA",
+    "ASIN",
+    "ATAN2",
+    "ATAN",
+    "BOX",
+    "CEILING",
+    "CENTROID",
+    "CIRCLE",
+    "COALESCE",
+    "CONTAINS",
+    "COORD1",
+    "COORD2",
+    "COORDSYS",
+    "COS",
+    "COT",
+    "DEGREES",
+    "DISTANCE",
+    "EXP",
+    "FLOOR",
+    "INTERSECTS",
+    "IN_UNIT",
+    "LOG10",
+    "LOG",
+    "LOWER",
+    "MOD",
+    "NULLIF",
+    "PI",
+    "POINT",
+    "POLYGON",
+    "POWER",
+    "RADIANS",
+    "RAND",
+    "REGION",
+    "ROUND",
+    "SIN",
+    "SQRT",
+    "TAN",
+    "TRUNCATE",
+    "UPPER",
+]
 
 _FUNC_RE = "|".join(sorted(ADQL_FUNCTIONS, key=lambda s: (-len(s), s)))
 

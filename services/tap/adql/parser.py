@@ -638,7 +638,7 @@ def parse(text: str, *, udfs: Collection[str] | None = None) -> n.Query:
         previous = _PREVIOUS_WORD.search(text, 0, tok.start_pos or 0)
         if previous is not None and previous.group(1).upper() in _RESERVED_FUNCTIONS and tok.value != "(":
             word = previous.group(1)
-            hint = f"; {word} is a reserved ADQL function name: write \"{word}\" for a column of that name"
+            hint = f'; {word} is a reserved ADQL function name: write "{word}" for a column of that name'
         raise AdqlSyntaxError(
             f"unexpected {tok.value!r}{_describe(expected)}{hint}",
             line=tok.line,
@@ -648,13 +648,14 @@ def parse(text: str, *, udfs: Collection[str] | None = None) -> n.Query:
         ) from None
     except lark.exceptions.UnexpectedCharacters as exc:
         expected = _expected(exc.allowed or ())
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        at = exc.pos_in_stream or 0
+        char = text[at] if at < len(text) else ""
         word = char
         if char.isalnum() or char == "_":
-            end = exc.pos_in_stream
+            end = at
             while end < len(text) and (text[end].isalnum() or text[end] == "_"):
                 end += 1
-            word = text[exc.pos_in_stream : end]
+            word = text[at:end]
         hint = ""
         if char == '"':
             hint = "; a delimited identifier needs a closing double quote"

@@ -727,9 +727,8 @@ class _Translator:
             if special is not None:
                 return special
             left, right = self.value(e.left, scope), self.value(e.right, scope)
-            if left.kind in _GEO_KINDS or right.kind in _GEO_KINDS:
-                if e.op not in ("=", "<>"):
-                    raise self._fail("geometries can only be compared with = or <>", e)
+            if (left.kind in _GEO_KINDS or right.kind in _GEO_KINDS) and e.op not in ("=", "<>"):
+                raise self._fail("geometries can only be compared with = or <>", e)
             return f"({left.sql} {e.op} {right.sql})"
         if isinstance(e, n.Between):
             v, lo, hi = (self.value(x, scope) for x in (e.expr, e.low, e.high))
@@ -799,9 +798,9 @@ class _Translator:
             a, b = left.args
             if left.name == "intersects" and point_args(a) is None:
                 a, b = b, a
-            p, c = point_args(a), circle_args(b)
-            if p and c:
-                return p[0], p[1], c[0], c[1], c[2], right.value == 0
+            pt, circ = point_args(a), circle_args(b)
+            if pt and circ:
+                return pt[0], pt[1], circ[0], circ[1], circ[2], right.value == 0
         return None
 
     def _geo_comparison(self, e: n.Comparison, scope: _Scope) -> str | None:
@@ -812,7 +811,7 @@ class _Translator:
             for v, x in zip(vals, (pra, pdec, cra, cdec, rad), strict=True):
                 if v.kind not in (*_NUM_KINDS, "null", "unknown"):
                     raise self._fail("coordinates and radii must be numeric", x)
-            sql = self._point_in_circle(*vals, key=id(e))
+            sql = self._point_in_circle(vals[0], vals[1], vals[2], vals[3], vals[4], key=id(e))
             return f"(NOT {sql})" if negated else sql
         # CONTAINS/INTERSECTS(...) = 0|1 in general
         left, right = e.left, e.right
@@ -871,7 +870,7 @@ class _Translator:
             return f"({self._haversine(pra, pdec, cra, cdec)} <= {_num(r0)})"
         plan = self.xmatch.get(key)
         if plan is not None:
-            expanded, other, ora, odec, era, edec, radius, depth = plan
+            expanded, other, ora, odec, _, _, radius, depth = plan
             ocell = self._cell_sql(other, ora, odec, depth)
             cond = f'({ocell} = {quote_ident(expanded.sql_alias)}."_pachon_cell")'
             return f"({cond} AND {self._haversine(pra, pdec, cra, cdec)} <= {_num(radius)})"
@@ -1109,21 +1108,17 @@ class _Translator:
                     raise self._fail("|| concatenates strings, not geometries", x)
             lsql = left.sql if left.kind in ("string", "null") else f"CAST({left.sql} AS VARCHAR)"
             rsql = right.sql if right.kind in ("string", "null") else f"CAST({right.sql} AS VARCHAR)"
-            const = (
+            joined: Any = (
                 left.const + right.const
                 if isinstance(left.const, str) and isinstance(right.const, str)
                 else _NOCONST
             )
-            return Val(f"({lsql} || {rsql})", "string", agg=agg, const=const)
+            return Val(f"({lsql} || {rsql})", "string", agg=agg, const=joined)
         for v, x in ((left, e.left), (right, e.right)):
             if v.kind not in (*_NUM_KINDS, "null", "unknown"):
                 raise self._fail(f"arithmetic ({e.op}) needs numbers, not a {v.kind} value", x)
         both_int = left.kind in _INT_KINDS and right.kind in _INT_KINDS
-        kind = (
-            ("long" if "long" in (left.kind, right.kind) else "int")
-            if both_int
-            else ("double" if "unknown" not in (left.kind, right.kind) else "double")
-        )
+        kind = ("long" if "long" in (left.kind, right.kind) else "int") if both_int else "double"
         op = e.op
         if op == "/" and both_int and not self.pg:
             op = "//"
@@ -1139,9 +1134,9 @@ class _Translator:
             except (ZeroDivisionError, OverflowError):
                 const = _NOCONST
         unit = None
-        if e.op in "+-" and left.meta is not None and left.meta.unit:
-            unit = left.meta.unit
-        elif e.op in "*/" and isinstance(right.const, (int, float)) and left.meta is not None:
+        if (e.op in "+-" and left.meta is not None and left.meta.unit) or (
+            e.op in "*/" and isinstance(right.const, (int, float)) and left.meta is not None
+        ):
             unit = left.meta.unit
         elif e.op == "*" and isinstance(left.const, (int, float)) and right.meta is not None:
             unit = right.meta.unit
@@ -1310,10 +1305,7 @@ class _Translator:
             sql = f"{fn}({v.sql})"
             if name in ("ceiling", "floor"):
                 kind = "double" if v.kind not in _INT_KINDS else v.kind
-                if v.kind in _INT_KINDS:
-                    sql = v.sql
-                else:
-                    sql = f"CAST({fn}({v.sql}) AS {self._dbl()})"
+                sql = v.sql if v.kind in _INT_KINDS else f"CAST({fn}({v.sql}) AS {self._dbl()})"
             elif name == "abs":
                 sql = f"abs({v.sql})"
             else:
@@ -1454,10 +1446,8 @@ class _Translator:
         return Val(g.array, "polygon", geo=g)
 
     def _f_polygon(self, e: n.FuncCall, scope: _Scope) -> Val:
-        if (
-            len(e.args) >= 3
-            and len(e.args) < 6
-            or all(isinstance(a, n.FuncCall) and a.name == "point" for a in e.args)
+        if (len(e.args) >= 3 and len(e.args) < 6) or all(
+            isinstance(a, n.FuncCall) and a.name == "point" for a in e.args
         ):
             verts = []
             for a in e.args:

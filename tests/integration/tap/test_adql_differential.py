@@ -23,7 +23,7 @@ from pachon.services.tap.adql.duckdb_functions import install
 from pachon.services.tap.adql.postgres_functions import install_sql
 from pachon.services.tap.adql.sample import SampleCatalog, make_sample
 
-O = "cat.object"
+O = "cat.object"  # noqa: E741 - short names keep the query list readable
 S = "cat.source"
 F = "cat.field"
 
@@ -37,12 +37,12 @@ QUERIES: list[str] = [
     f"SELECT DISTINCT type FROM {O}",
     f"SELECT ALL flags FROM {O} WHERE objectid BETWEEN 1000100 AND 1000120",
     f"SELECT objectid, 'const', 42, -2, 3.25, 10e-3, NULL FROM {O} WHERE objectid < 1000003",
-    f"SELECT o.objectid AS id, o.r_mag AS \"R mag\" FROM {O} AS o WHERE o.r_mag < 15",
+    f'SELECT o.objectid AS id, o.r_mag AS "R mag" FROM {O} AS o WHERE o.r_mag < 15',
     f"SELECT * FROM {O} WHERE objectid = 1000007",
     f"SELECT o.* FROM {O} o WHERE o.objectid IN (1000001, 1000002, 1000003)",
     f"SELECT objectid FROM {O} WHERE objectid NOT IN (SELECT objectid FROM {S})",
-    f"SELECT \"size\" FROM {O} WHERE \"size\" IS NULL",
-    f"SELECT count(*) FROM {O} WHERE \"size\" IS NOT NULL",
+    f'SELECT "size" FROM {O} WHERE "size" IS NULL',
+    f'SELECT count(*) FROM {O} WHERE "size" IS NOT NULL',
     f"SELECT OBJECTID, Ra FROM {O} WHERE OBJECTID < 1000004",
     # --- comparisons and logic
     f"SELECT objectid FROM {O} WHERE r_mag > 24 AND (flags = 3 OR flags = 5)",
@@ -83,7 +83,7 @@ QUERIES: list[str] = [
     f"SELECT flags, COUNT(DISTINCT type) FROM {O} GROUP BY flags",
     f"SELECT FLOOR(r_mag * 2) / 2.0 AS bin, COUNT(*) AS n FROM {O} GROUP BY bin ORDER BY bin",
     f"SELECT type, flags, COUNT(*) FROM {O} GROUP BY type, flags HAVING AVG(r_mag) > 19.5",
-    f"SELECT COUNT(*), COUNT(\"size\"), SUM(\"size\") FROM {O}",
+    f'SELECT COUNT(*), COUNT("size"), SUM("size") FROM {O}',
     f"SELECT band, COUNT(*), MIN(mjd), MAX(flux) FROM {S} GROUP BY band ORDER BY 2 DESC, band",
     f"SELECT objectid, COUNT(*) AS nsrc, AVG(flux) FROM {S} GROUP BY objectid HAVING COUNT(*) >= 3 "
     "AND objectid < 1000020",
@@ -123,7 +123,7 @@ QUERIES: list[str] = [
     f"SELECT objectid, CASE WHEN r_mag < 18 THEN 'bright' WHEN r_mag < 22 THEN 'mid' ELSE 'faint' END "
     f"FROM {O} WHERE objectid < 1000040",
     f"SELECT objectid, CASE flags WHEN 1 THEN 'one' WHEN 2 THEN 'two' END FROM {O} WHERE objectid < 1000040",
-    f"SELECT objectid, COALESCE(\"size\", -1), NULLIF(flags, 3) FROM {O} WHERE objectid < 1000060",
+    f'SELECT objectid, COALESCE("size", -1), NULLIF(flags, 3) FROM {O} WHERE objectid < 1000060',
     f"SELECT CASE WHEN r_mag > 20 THEN 1 ELSE 0 END AS faint, COUNT(*) FROM {O} GROUP BY "
     "CASE WHEN r_mag > 20 THEN 1 ELSE 0 END",
     f"SELECT objectid, CAST(flags AS SMALLINT), CAST(flags AS BIGINT), CAST(flags AS REAL), "
@@ -308,7 +308,7 @@ def test_duckdb_and_postgresql_agree(
             with conn.cursor() as cur:
                 cur.execute(p_sql)
                 p_rows = [tuple(_norm(v) for v in row) for row in cur.fetchall()]
-        except Exception as exc:  # noqa: BLE001 - collect every failure with its query
+        except Exception as exc:
             failures.append(f"{query}\n  error: {exc}")
             continue
         d_sorted, p_sorted = sorted(d_rows, key=_key), sorted(p_rows, key=_key)

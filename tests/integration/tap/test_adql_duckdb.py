@@ -20,8 +20,7 @@ from astropy.coordinates import Latitude, Longitude
 from cdshealpix import nested
 
 from pachon.core.catalog.model import HPX_DEPTH, ColumnInfo, PositionInfo, TableInfo
-from pachon.services.tap.adql import AdqlError, SimpleResolver, parse, translate
-from pachon.services.tap.adql import geometry
+from pachon.services.tap.adql import AdqlError, SimpleResolver, geometry, parse, translate
 from pachon.services.tap.adql.duckdb_functions import install
 from pachon.services.tap.adql.sample import make_sample
 
@@ -93,7 +92,9 @@ def resolver() -> SimpleResolver:
     return SimpleResolver([SKY, PROBE, *make_sample(1500, seed=3).tables()])
 
 
-def run(con: duckdb.DuckDBPyConnection, resolver: SimpleResolver, text: str, limit: int | None = None) -> list:
+def run(
+    con: duckdb.DuckDBPyConnection, resolver: SimpleResolver, text: str, limit: int | None = None
+) -> list:
     return con.execute(translate(parse(text), "duckdb", resolver, limit).sql).fetchall()
 
 
@@ -129,7 +130,9 @@ def test_cone_rewrite_matches_brute_force(
     assert outside[0][0] == N_SKY - len(expected)
 
 
-def test_crossmatch_with_upload_matches_brute_force(con: duckdb.DuckDBPyConnection, resolver: SimpleResolver) -> None:
+def test_crossmatch_with_upload_matches_brute_force(
+    con: duckdb.DuckDBPyConnection, resolver: SimpleResolver
+) -> None:
     radius = 1.5
     text = (
         "SELECT u.uid, p.id FROM TAP_UPLOAD.probe AS u JOIN sky.points AS p "
@@ -157,7 +160,9 @@ def test_crossmatch_with_upload_matches_brute_force(con: duckdb.DuckDBPyConnecti
     assert sorted(plain) == got
 
 
-def test_self_crossmatch_left_join_keeps_unmatched(con: duckdb.DuckDBPyConnection, resolver: SimpleResolver) -> None:
+def test_self_crossmatch_left_join_keeps_unmatched(
+    con: duckdb.DuckDBPyConnection, resolver: SimpleResolver
+) -> None:
     text = (
         "SELECT u.uid, COUNT(p.id) FROM TAP_UPLOAD.probe AS u LEFT JOIN sky.points AS p "
         "ON CONTAINS(POINT(p.ra, p.dec), CIRCLE(u.ura, u.udec, 0.5)) = 1 GROUP BY u.uid"
@@ -169,20 +174,35 @@ def test_self_crossmatch_left_join_keeps_unmatched(con: duckdb.DuckDBPyConnectio
 
 def test_polygon_and_region_predicates(con: duckdb.DuckDBPyConnection, resolver: SimpleResolver) -> None:
     poly = [10, 10, 20, 10, 20, 20, 10, 20]
-    got = {r[0] for r in run(con, resolver, "SELECT id FROM sky.points WHERE CONTAINS(POINT(ra, dec), "
-                            "POLYGON(10, 10, 20, 10, 20, 20, 10, 20)) = 1")}
+    got = {
+        r[0]
+        for r in run(
+            con,
+            resolver,
+            "SELECT id FROM sky.points WHERE CONTAINS(POINT(ra, dec), "
+            "POLYGON(10, 10, 20, 10, 20, 20, 10, 20)) = 1",
+        )
+    }
     ra, dec = _sky(5, N_SKY)
     expected = {i for i in range(N_SKY) if geometry.contains(poly, [ra[i], dec[i]])}
     assert got == expected and len(got) > 30
-    box = run(con, resolver, "SELECT COUNT(*) FROM sky.points WHERE CONTAINS(POINT(ra, dec), BOX(15, 15, 10, 10)) = 1")
+    box = run(
+        con,
+        resolver,
+        "SELECT COUNT(*) FROM sky.points WHERE CONTAINS(POINT(ra, dec), BOX(15, 15, 10, 10)) = 1",
+    )
     assert box[0][0] == len(expected)
     region = run(
-        con, resolver, "SELECT COUNT(*) FROM sky.points WHERE CONTAINS(POINT(ra, dec), REGION('Circle ICRS 10 20 3')) = 1"
+        con,
+        resolver,
+        "SELECT COUNT(*) FROM sky.points WHERE CONTAINS(POINT(ra, dec), REGION('Circle ICRS 10 20 3')) = 1",
     )
     assert region[0][0] == len(_brute_cone(10, 20, 3))
 
 
-def test_order_by_distance_and_geometry_values(con: duckdb.DuckDBPyConnection, resolver: SimpleResolver) -> None:
+def test_order_by_distance_and_geometry_values(
+    con: duckdb.DuckDBPyConnection, resolver: SimpleResolver
+) -> None:
     rows = run(
         con,
         resolver,
@@ -193,8 +213,12 @@ def test_order_by_distance_and_geometry_values(con: duckdb.DuckDBPyConnection, r
     assert dists == sorted(dists)
     ra, dec = _sky(5, N_SKY)
     assert rows[0][2] == [ra[rows[0][0]], dec[rows[0][0]]]
-    assert rows[0][1] == pytest.approx(geometry.angular_distance(ra[rows[0][0]], dec[rows[0][0]], 10, 20), rel=1e-12)
-    area, centroid = run(con, resolver, "SELECT AREA(s_region), CENTROID(s_region) FROM cat.field WHERE fieldid = 0")[0]
+    assert rows[0][1] == pytest.approx(
+        geometry.angular_distance(ra[rows[0][0]], dec[rows[0][0]], 10, 20), rel=1e-12
+    )
+    area, centroid = run(
+        con, resolver, "SELECT AREA(s_region), CENTROID(s_region) FROM cat.field WHERE fieldid = 0"
+    )[0]
     assert 1.0 < area < 3.0 and len(centroid) == 2
 
 
@@ -206,9 +230,10 @@ def test_semantics_of_traps(con: duckdb.DuckDBPyConnection, resolver: SimpleReso
         "'a' || 'b', POWER(2, 10) FROM cat.field WHERE fieldid = 0",
     )[0]
     assert row == (3, -3, 3.5, -1, pytest.approx(2.0), pytest.approx(3.0), 2.7, 3.0, "ab", 1024.0)
-    assert run(con, resolver, "SELECT COUNT(*) FROM cat.object WHERE type LIKE 'star'")[0][0] < run(
-        con, resolver, "SELECT COUNT(*) FROM cat.object WHERE type ILIKE 'star'"
-    )[0][0]
+    assert (
+        run(con, resolver, "SELECT COUNT(*) FROM cat.object WHERE type LIKE 'star'")[0][0]
+        < run(con, resolver, "SELECT COUNT(*) FROM cat.object WHERE type ILIKE 'star'")[0][0]
+    )
 
 
 def test_limits_and_set_operations(con: duckdb.DuckDBPyConnection, resolver: SimpleResolver) -> None:
@@ -244,8 +269,12 @@ def test_udfs(con: duckdb.DuckDBPyConnection, resolver: SimpleResolver) -> None:
     assert row[2:6] == (1, 0, 1, 1)
     assert row[6] == pytest.approx(0.0, abs=1e-12) and row[7] == pytest.approx(3631e9)
     assert row[8] is None
-    agg = run(con, resolver, "SELECT type, ivo_string_agg(label, ',') FROM cat.field f, cat.object o "
-                             "WHERE o.objectid = 1000000 AND f.fieldid < 3 GROUP BY type")
+    agg = run(
+        con,
+        resolver,
+        "SELECT type, ivo_string_agg(label, ',') FROM cat.field f, cat.object o "
+        "WHERE o.objectid = 1000000 AND f.fieldid < 3 GROUP BY type",
+    )
     assert sorted(agg[0][1].split(",")) == ["F00", "F01", "F02"]
 
 
