@@ -349,3 +349,37 @@ def test_guard_applies_at_connection_time() -> None:
         pytest.raises(UploadError, match="loopback"),
     ):
         client.get("http://127.0.0.1:9/")
+
+
+@pytest.mark.parametrize("serialization", ["tabledata", "binary2"])
+def test_astropy_written_votable_upload(serialization: str) -> None:
+    """What pyvo and astroquery send: an astropy Table written as VOTable."""
+    from astropy.table import MaskedColumn, Table
+
+    table = Table(
+        {
+            "id": np.array([1, 2, 3], dtype=np.int64),
+            "ra": MaskedColumn([1.5, 2.5, 3.5], mask=[False, True, False], unit="deg"),
+            "name": ["a", "bcd", "Ωx"],
+            "ok": [True, False, True],
+            "n": MaskedColumn(np.array([1, 2, 3], dtype=np.int16), mask=[False, False, True]),
+        }
+    )
+    table["ra"].meta["ucd"] = "pos.eq.ra"
+    out = io.BytesIO()
+    table.write(out, format="votable", tabledata_format=serialization)
+    up = read_upload(out.getvalue(), "client", **LIMITS)
+    cols = {c.name: c for c in up.columns}
+    assert cols["id"].datatype == "long" and cols["ra"].datatype == "double" and cols["ra"].unit == "deg"
+    assert cols["n"].datatype == "short" and cols["ok"].datatype == "boolean"
+    assert cols["name"].datatype == "unicodeChar"
+    t = up.table
+    assert t.column("id").to_pylist() == [1, 2, 3]
+    assert t.column("ra").to_pylist()[0] == 1.5 and t.column("ra").is_null().to_pylist() == [
+        False,
+        True,
+        False,
+    ]
+    assert t.column("name").to_pylist() == ["a", "bcd", "Ωx"]
+    assert t.column("ok").to_pylist() == [True, False, True]
+    assert t.column("n").to_pylist() == [1, 2, None]
