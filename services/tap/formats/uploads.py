@@ -376,8 +376,6 @@ def _check_names(table: str, names: list[str]) -> None:
     for i, name in enumerate(names, start=1):
         if not name or not name.strip():
             raise UploadError(f"column {i} has no name; give every column a name", table=table)
-        if '"' in name and not name.replace('""', ""):
-            raise UploadError("column names made only of quotes cannot be queried", table=table, column=name)
         key = name if is_delimited(name) else name.lower()
         if key in seen:
             raise UploadError(
