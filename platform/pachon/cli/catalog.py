@@ -29,12 +29,9 @@ group = typer.Typer(
 
 
 def _url(catalog: str | None) -> str:
-    if catalog:
-        return catalog
-    from pachon.core.settings import get_settings
+    from pachon.core.catalog import default_catalog_url
 
-    settings = get_settings()
-    return settings.catalog_url or f"duckdb:///{(settings.repo / 'catalog').resolve()}/"
+    return catalog or default_catalog_url()
 
 
 def _fail(message: str) -> typer.Exit:

@@ -311,3 +311,19 @@ def test_upload_inside_a_query_and_refresh_from_another_thread(catalog) -> None:
         assert not done.is_set()  # refresh waits for the running query
     refresher.join(timeout=10)
     assert done.is_set() and catalog.resolve("other", "t") is not None
+
+
+def test_connection_setup_installs_functions_visible_to_cursors(catalog) -> None:
+    def setup(conn) -> None:
+        conn.create_function("pachon_twice", lambda x: 2 * x, ["DOUBLE"], "DOUBLE")
+
+    catalog.add_connection_setup(setup)
+    catalog.load_table(pa.table({"objectid": [1, 2]}), "mine.t")  # a refresh must keep the function
+    with catalog.connection() as cur:
+        assert cur.execute("SELECT pachon_twice(sum(objectid)) FROM mine.t").fetchone() == (6.0,)
+
+
+def test_default_catalog_url_is_the_repo_folder(isolated_settings: Path) -> None:
+    from pachon.core.catalog import default_catalog_url
+
+    assert default_catalog_url() == f"duckdb:///{isolated_settings / 'repo' / 'catalog'}/"

@@ -8,6 +8,7 @@ from pachon.core.catalog.database import (
     CatalogDatabase,
     CatalogError,
     IngestReport,
+    default_catalog_url,
     open_catalog,
 )
 from pachon.core.catalog.model import (
@@ -37,5 +38,6 @@ __all__ = [
     "PositionInfo",
     "SchemaInfo",
     "TableInfo",
+    "default_catalog_url",
     "open_catalog",
 ]

@@ -109,6 +109,7 @@ __all__ = [
     "DuckDBCatalog",
     "IngestReport",
     "PostgresCatalog",
+    "default_catalog_url",
     "open_catalog",
 ]
 
@@ -134,6 +135,8 @@ Progress = Callable[[int], None]
 
 class CatalogError(ValueError):
     """A catalog operation cannot be done; the message says what to change."""
+
+    user_facing = True  # the CLI prints the message as one line (pachon.cli.main)
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,16 @@ class CatalogDatabase(ABC):
     @abstractmethod
     def connection(self) -> contextlib.AbstractContextManager[Any]:
         """A DB-API connection (DuckDB cursor / pooled psycopg2 connection) for translated SQL."""
+
+    @abstractmethod
+    def add_connection_setup(self, setup: Callable[[Any], None]) -> None:
+        """Run ``setup(connection)`` to install functions the translated SQL calls.
+
+        DuckDB: called with the shared connection now and whenever it is re-created (UDFs
+        must live on that connection, not on a cursor, whose close frees them). PostgreSQL:
+        called once with a pooled connection, then committed (``CREATE FUNCTION`` persists
+        in the database).
+        """
 
     @abstractmethod
     def close(self) -> None: ...
@@ -732,6 +745,7 @@ class DuckDBCatalog(CatalogDatabase):
         self._attached: dict[str, tuple[int, int, int]] = {}
         self._views: set[str] = set()
         self._refresh_mutex = threading.Lock()
+        self._setups: list[Callable[[Any], None]] = []
         self.refresh()
 
     # Files ---------------------------------------------------------------------------
@@ -763,7 +777,17 @@ class DuckDBCatalog(CatalogDatabase):
         conn.execute("SET enable_progress_bar = false")
         conn.execute(f"ATTACH ':memory:' AS {TAP_SCHEMA_NAME}")
         conn.execute(f"ATTACH ':memory:' AS {UPLOAD_DB_SCHEMA}")
+        for setup in self._setups:
+            setup(conn)
         return conn
+
+    def add_connection_setup(self, setup: Callable[[Any], None]) -> None:
+        self._setups.append(setup)
+        with self._lock.write():
+            if self._conn is None:
+                self._conn = self._connect()
+            else:
+                setup(self._conn)
 
     # Reading -------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -1130,6 +1154,10 @@ class PostgresCatalog(CatalogDatabase):
             for s in schemas
         ]
 
+    def add_connection_setup(self, setup: Callable[[Any], None]) -> None:
+        with self._raw() as conn:
+            setup(conn)
+
     def close(self) -> None:
         self._pool.closeall()
 
@@ -1267,6 +1295,19 @@ def _not_null(table: str) -> set[str]:
     return NOT_NULL[table]
 
 
+def default_catalog_url(settings: Any = None) -> str:
+    """The installation's catalog: ``Settings.catalog_url``, else the folder ``duckdb:///<repo>/catalog/``.
+
+    Everyone (CLI, TAP service, ``pachon up``, pipelines) should take the default from here,
+    so they all open the same catalog.
+    """
+    if settings is None:
+        from pachon.core.settings import get_settings
+
+        settings = get_settings()
+    return settings.catalog_url or f"duckdb:///{Path(settings.catalog_dir).resolve()}/"
+
+
 def open_catalog(url: str | None = None, read_only: bool = True) -> CatalogDatabase:
     """Open the catalog at an SQLAlchemy-style URL (default: the settings' catalog).
 
@@ -1279,10 +1320,7 @@ def open_catalog(url: str | None = None, read_only: bool = True) -> CatalogDatab
     >>> cat.ingest("object.parquet", "bench.object", ra="ra", dec="dec").summary()  # doctest: +SKIP
     """
     if url is None:
-        from pachon.core.settings import get_settings
-
-        settings = get_settings()
-        url = settings.catalog_url or f"duckdb:///{(settings.repo / 'catalog').resolve()}/"
+        url = default_catalog_url()
     if url.startswith("duckdb://"):
         raw = url[len("duckdb://") :]
         if ":memory:" in raw:

@@ -53,6 +53,8 @@ CSV_BLOCK_BYTES = 32 << 20
 class IngestError(ValueError):
     """Bad input: says which file, row and column, and what was expected."""
 
+    user_facing = True  # the CLI prints the message as one line (pachon.cli.main)
+
     def __init__(
         self, path: str | Path, message: str, *, row: int | None = None, column: str | None = None
     ) -> None:
