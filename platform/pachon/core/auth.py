@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 import httpx
+from fastapi import HTTPException, Request
 
 from pachon.core.logging import get_logger
 
@@ -474,7 +475,6 @@ def require_scope(scope_name: str) -> Callable[..., Awaitable[HubIdentity]]:
         @router.get("/mine")
         async def mine(user: HubIdentity = Depends(require_scope("custom:alerts:read"))): ...
     """
-    from fastapi import HTTPException, Request
 
     async def dependency(request: Request) -> HubIdentity:
         identity = identity_of(request)

@@ -82,16 +82,12 @@ def server_environment(spec: PlatformSpec) -> dict[str, str]:
     works unchanged where that package installs.
     """
     base = spec.internal_url
-    env = {
-        "PACHON_REPO": spec.repo,
-        "PACHON_PLATFORM_URL": base,
-        "PACHON_DISCOVERY_URL": f"{base}/services/discovery/",
-        "EXTERNAL_INSTANCE_URL": base,
-    }
+    env = {"PACHON_REPO": spec.repo, "PACHON_PLATFORM_URL": base, "EXTERNAL_INSTANCE_URL": base}
     for service in spec.services:
         env[f"PACHON_{service.name.upper()}_URL"] = f"{base}/services/{service.name}"
         env[f"EXTERNAL_{service.name.upper()}_URL"] = f"{base}/services/{service.name}"
         env[f"{service.name.upper()}_ROUTE"] = f"/services/{service.name}"
+    env["PACHON_DISCOVERY_URL"] = f"{base}/services/discovery/"
     # Settings of the platform (catalog URL, limits) follow the hub into every server.
     for key, value in os.environ.items():
         if key.startswith("PACHON_") and not key.startswith("PACHON_HUB__") and key not in env:
