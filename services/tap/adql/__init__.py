@@ -11,6 +11,7 @@ Public API::
 from __future__ import annotations
 
 from .errors import AdqlError, AdqlSemanticError, AdqlSyntaxError
+from .features import LANGUAGE_FEATURES, language_features
 from .parser import parse
 from .resolver import Resolver, SimpleResolver
 from .translate import DIALECTS, Translation, translate
@@ -18,6 +19,7 @@ from .udfs import UDFS, UdfInfo
 
 __all__ = [
     "DIALECTS",
+    "LANGUAGE_FEATURES",
     "UDFS",
     "AdqlError",
     "AdqlSemanticError",
@@ -26,6 +28,7 @@ __all__ = [
     "SimpleResolver",
     "Translation",
     "UdfInfo",
+    "language_features",
     "parse",
     "translate",
 ]

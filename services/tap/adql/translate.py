@@ -701,6 +701,10 @@ class _Translator:
             if found:
                 return self._col_out(*found[0]).val
             s = s.parent
+        alias = scope.aliases.get(name.key)
+        if alias is not None:
+            # A select-list alias used in HAVING or an ORDER BY expression: repeat its expression.
+            return alias
         raise self._fail(self._no_column(name, scope.sources), name)
 
     @staticmethod
@@ -1662,7 +1666,12 @@ def translate(
     if limit is not None and limit < 0:
         raise ValueError("limit must be >= 0")
     tr = _Translator(dialect, resolver)
-    sql, outs, top = tr.top_query(tree, limit)
+    try:
+        sql, outs, top = tr.top_query(tree, limit)
+    except RecursionError:
+        raise AdqlSemanticError(
+            "the query is nested too deeply to translate (hundreds of levels); simplify the expression"
+        ) from None
     try:
         check_sql(sql)
     except UnsafeSqlError as exc:  # pragma: no cover - a translator bug, never user error
