@@ -432,7 +432,30 @@ def read_upload(
     else:
         fmt, (table, columns) = "csv", _read_csv(data, name, max_rows)
     _check_names(name, [c.name for c in columns])
-    return UploadTable(name=name, table=table, columns=columns, format=fmt)
+    return UploadTable(name=name, table=_with_metadata(table, columns), columns=columns, format=fmt)
+
+
+def _with_metadata(table: pa.Table, columns: list[ColumnInfo]) -> pa.Table:
+    """The table with each column's VOTable metadata in its Arrow field metadata.
+
+    Keys as the Parquet writer uses (``votable.datatype``, ``votable.arraysize``, ``unit``,
+    ``ucd``, ``utype``, ``xtype``, ``description``) plus ``adql.delimited``, so a caller that
+    keeps only the Arrow table still knows units, UCDs and which names need quoting.
+    """
+    fields = []
+    for field, col in zip(table.schema, columns, strict=True):
+        meta = {
+            "votable.datatype": col.datatype,
+            "votable.arraysize": col.arraysize,
+            "unit": col.unit,
+            "ucd": col.ucd,
+            "utype": col.utype,
+            "xtype": col.xtype,
+            "description": col.description,
+            "adql.delimited": "true" if col.delimited else None,
+        }
+        fields.append(field.with_metadata({k: v for k, v in meta.items() if v}))
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
 
 # VOTable ------------------------------------------------------------------------------------

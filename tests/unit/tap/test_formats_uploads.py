@@ -80,6 +80,13 @@ def test_votable_upload_round_trip(writer) -> None:
     assert table.column("pos").to_pylist()[2] == [3.0, 4.0]
     assert table.column("t").to_pylist()[0] == dt.datetime(2025, 1, 1, 12)
     assert table.column("label").to_pylist()[0] == "Ωmega"
+    ra_meta = table.schema.field("RA").metadata
+    assert (
+        ra_meta[b"unit"] == b"deg"
+        and ra_meta[b"ucd"] == b"pos.eq.ra"
+        and ra_meta[b"votable.datatype"] == b"double"
+    )
+    assert table.schema.field("my col").metadata[b"adql.delimited"] == b"true"
 
 
 def test_votable_char_arraysize_one_keeps_longer_values() -> None:
