@@ -50,4 +50,6 @@ echo "== bench_tap.py"
 "$PY" "$BENCH/bench_tap.py" "http://127.0.0.1:$PORT/tap" --json "$WORK/ours.json"
 echo "== checksums"
 "$PY" "$BENCH/expected_checksums.py" "$WORK/cat" --check "$WORK/ours.json"
+echo "== against GAVO DaCHS 2.7 (README figures)"
+"$PY" "$HERE/compare_dachs.py" "$WORK/ours.json" || true
 cat "$WORK/ingest.txt" 2>/dev/null || true
