@@ -12,6 +12,13 @@ The supervisor
    re-published from the archive, since the new broker remembers nothing. Consumers notice
    the new cluster ID and re-read; they deduplicate on ``diaSourceId``.
 
+6. enforces the topic's **retention**, which Tansu's in-memory engine does not (measured: it
+   keeps records past ``retention.ms`` and answers DeleteRecords with a dropped connection): once
+   the broker has run longer than the retention period, or its resident memory exceeds
+   ``max_memory_bytes``, it is *rotated*, i.e. replaced by a fresh broker holding only the alerts
+   archived within the retention period. The broker therefore holds between one and two
+   retention periods of alerts, and consumers see a rotation exactly as a restart.
+
 ``stop()`` (or SIGINT/SIGTERM in the CLI) stops both and removes ``kafka.json``.
 """
 
@@ -57,6 +64,7 @@ class BrokerSupervisor:
         retention_ms: int | None = None,
         check_interval: float = 1.0,
         write_info: bool = True,
+        max_memory_bytes: int | None = 4 * 1024**3,
     ) -> None:
         from pachon.core.settings import get_settings
 
@@ -70,7 +78,10 @@ class BrokerSupervisor:
         self.write_info = write_info
         self.archive = AlertArchive.for_repo(self.repo)
         self.broker = EmbeddedBroker(port, log_path=self.repo / "state" / "logs" / "tansu.log")
+        self.max_memory_bytes = max_memory_bytes
         self.restarts = 0
+        self.rotations = 0
+        self._broker_started = 0.0
         self.last_replay: PublishReport | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -96,6 +107,7 @@ class BrokerSupervisor:
 
     def _start_broker(self) -> None:
         self.broker.start()
+        self._broker_started = time.monotonic()
         ensure_topic(self.bootstrap, self.topic, partitions=self.partitions, retention_ms=self.retention_ms)
 
     def _write_info(self) -> None:
@@ -141,22 +153,62 @@ class BrokerSupervisor:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.check_interval):
-            if self.broker.alive():
-                continue
-            log.warning("the alert broker died; restarting it and replaying the archive")
             try:
-                self.restart()
+                if not self.broker.alive():
+                    log.warning("the alert broker died; restarting it and replaying the archive")
+                    self.restart()
+                    continue
+                reason = self.rotation_reason()
+                if reason:
+                    log.info("rotating the alert broker: %s", reason)
+                    self.rotate()
             except Exception:
                 log.exception("restarting the alert broker failed; retrying in %.0f s", self.check_interval)
 
+    def broker_memory_bytes(self) -> int | None:
+        """Resident memory of the broker process (Linux ``/proc``; ``None`` elsewhere)."""
+        process = self.broker.process
+        if process is None:
+            return None
+        try:
+            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            return None
+        return None
+
+    def rotation_reason(self) -> str | None:
+        """Why the broker should be replaced by one holding only retained alerts, or ``None``."""
+        age_ms = (time.monotonic() - self._broker_started) * 1000
+        if age_ms > self.retention_ms:
+            return f"it has held alerts for {age_ms / 1000:.0f} s, longer than the retention of {self.retention_ms / 1000:.0f} s"
+        rss = self.broker_memory_bytes()
+        if self.max_memory_bytes and rss and rss > self.max_memory_bytes:
+            return (
+                f"it uses {rss / 1e9:.1f} GB, more than {self.max_memory_bytes / 1e9:.1f} GB "
+                "(lower alerts.retention_ms if this repeats)"
+            )
+        return None
+
     def restart(self) -> PublishReport:
-        """Start a fresh broker and re-publish what it should hold (alerts archived within retention)."""
+        """Start a fresh broker after a crash and re-publish what it should hold."""
+        report = self._replace_broker()
+        self.restarts += 1
+        return report
+
+    def rotate(self) -> PublishReport:
+        """Replace the broker by a fresh one holding only the alerts within retention."""
+        report = self._replace_broker()
+        self.rotations += 1
+        return report
+
+    def _replace_broker(self) -> PublishReport:
         self.broker.stop()
         self._start_broker()
-        self.restarts += 1
         self._write_info()
         report = self.replay_retained()
-        log.info("broker restarted (%s); %s", self.broker.cluster_id, report)
+        log.info("new broker %s; %s", self.broker.cluster_id, report)
         return report
 
     def replay_retained(self) -> PublishReport:

@@ -44,6 +44,9 @@ def broker(
     repo: RepoOption = None,
     port: Annotated[int, typer.Option(help="Kafka port on 127.0.0.1.")] = 9092,
     registry_port: Annotated[int, typer.Option(help="Schema registry HTTP port on 127.0.0.1.")] = 8081,
+    max_memory_gb: Annotated[
+        float, typer.Option(help="Rotate the in-memory broker when it uses more than this (GB).")
+    ] = 4.0,
 ) -> None:
     """Run the embedded Kafka broker (Tansu) and the read-only schema registry until Ctrl-C.
 
@@ -51,6 +54,9 @@ def broker(
     alerts.retention_ms), writes <repo>/state/kafka.json so `pachon prompt run`, notebooks and
     `pachon alerts tail` find it, and restarts the broker if it dies, re-publishing the alerts
     archived within the retention period (the broker keeps messages in memory only).
+    Retention is enforced by rotation: after alerts.retention_ms, or above --max-memory-gb,
+    the broker is replaced by a fresh one holding only the alerts archived within retention;
+    consumers (pachon.core.alerts.AlertConsumer) notice and deduplicate.
 
     Example:
 
@@ -77,7 +83,9 @@ def broker(
             err=True,
         )
         raise typer.Exit(2)
-    supervisor = BrokerSupervisor(repo, port=port, registry_port=registry_port)
+    supervisor = BrokerSupervisor(
+        repo, port=port, registry_port=registry_port, max_memory_bytes=int(max_memory_gb * 1e9)
+    )
 
     def _stop(signum: int, frame: Any) -> None:
         supervisor._stop.set()

