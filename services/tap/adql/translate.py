@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -41,9 +42,10 @@ from pachon.core.catalog.model import HIDDEN_COLUMNS, HPX_DEPTH, ColumnInfo, Tab
 from . import geometry
 from . import nodes as n
 from .errors import AdqlSemanticError
+from .grammar import ADQL_FUNCTIONS
 from .parser import parse
 from .resolver import Resolver
-from .safety import UnsafeSqlError, check_sql
+from .safety import ALLOWED_WORDS, UnsafeSqlError, check_sql
 from .udfs import lookup_udf
 
 __all__ = ["DIALECTS", "Translation", "quote_ident", "quote_string", "translate"]
@@ -1623,7 +1625,21 @@ class _Translator:
         raise self._fail(f"function {e.name} is not available on this back end", e)  # pragma: no cover
 
 
+_REGULAR = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_RESERVED = frozenset(w.upper() for w in ADQL_FUNCTIONS) | frozenset(w.upper() for w in ALLOWED_WORDS)
+
+
+def _needs_quotes(name: str) -> bool:
+    """Whether an output column name must be a delimited identifier in ADQL."""
+    return _REGULAR.fullmatch(name) is None or name.upper() in _RESERVED
+
+
 def _column_info(out: _Out, index: int) -> ColumnInfo:
+    info = _column_info_raw(out, index)
+    return replace(info, delimited=_needs_quotes(info.name))
+
+
+def _column_info_raw(out: _Out, index: int) -> ColumnInfo:
     datatype, arraysize, xtype = _votable(out.val.kind)
     meta = out.val.meta
     if meta is not None and out.val.kind not in ("unknown",):
