@@ -23,7 +23,6 @@ import concurrent.futures as cf
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,15 +314,32 @@ def _write_run_products(repo: DataRepository, survey: Survey, summary: Simulatio
         _put_once(repo, summary, _ephemeris_table(survey, v), "truth_ephemerides", exposure=v.exposure)
 
 
-def _pending(repo: DataRepository, survey: Survey) -> Iterator[tuple[int, int]]:
+def _existing(repo: DataRepository, dataset_type: str, run: str) -> set[tuple[int, int]]:
+    """(exposure, detector) of every ``dataset_type`` already in ``run``: one query instead of one per dataset."""
+    try:
+        refs = repo.butler.query_datasets(
+            dataset_type, collections=run, find_first=True, explain=False, limit=None
+        )
+    except Exception:  # the collection may not exist yet
+        return set()
+    return {(int(r.dataId["exposure"]), int(r.dataId["detector"])) for r in refs}
+
+
+def _pending(
+    repo: DataRepository, survey: Survey
+) -> tuple[list[tuple[int, int]], dict[str, set[tuple[int, int]]]]:
+    """Detector-visits still to render, and what already exists per per-visit dataset type (for resuming)."""
+    have = {
+        "raw": _existing(repo, "raw", repo.default_run("raw")),
+        "truth_visit_sources": _existing(repo, "truth_visit_sources", TRUTH_RUN),
+        "truth_visit_info": _existing(repo, "truth_visit_info", TRUTH_RUN),
+    }
+    todo = []
     for i, v in enumerate(survey.visits):
         for d in range(survey.config.camera.n_detectors):
-            if not (
-                repo.has("raw", exposure=v.exposure, detector=d)
-                and repo.has("truth_visit_sources", exposure=v.exposure, detector=d)
-                and repo.has("truth_visit_info", run=TRUTH_RUN, exposure=v.exposure, detector=d)
-            ):
-                yield i, d
+            if not all((v.exposure, d) in done for done in have.values()):
+                todo.append((i, d))
+    return todo, have
 
 
 def simulate(
@@ -372,7 +388,7 @@ def simulate(
     summary = SimulationSummary(root, cfg.name, seed, len(survey.visits), cfg.camera.n_detectors)
     _ensure_registered(repo, survey)
     _write_run_products(repo, survey, summary)
-    todo = list(_pending(repo, survey))
+    todo, have = _pending(repo, survey)
     summary.skipped = len(survey.visits) * cfg.camera.n_detectors - len(todo)
     if limit is not None:
         todo = todo[:limit]
@@ -381,11 +397,15 @@ def simulate(
 
     def write(index: int, detector: int, raw: Exposure, truth: Table, info: dict[str, Any]) -> None:
         exposure = survey.visits[index].exposure
-        _put_once(repo, summary, truth, "truth_visit_sources", exposure=exposure, detector=detector)
-        _put_once(
-            repo, summary, info, "truth_visit_info", run=TRUTH_RUN, exposure=exposure, detector=detector
-        )
-        _put_once(repo, summary, raw, "raw", exposure=exposure, detector=detector)
+        # raw last: a detector-visit counts as done once its raw exists
+        for obj, dataset_type, run in (
+            (truth, "truth_visit_sources", TRUTH_RUN),
+            (info, "truth_visit_info", TRUTH_RUN),
+            (raw, "raw", None),
+        ):
+            if (exposure, detector) not in have[dataset_type]:
+                put_deterministic(repo, obj, dataset_type, run, exposure=exposure, detector=detector)
+                summary.count(dataset_type)
         summary.rendered += 1
         remaining[index] -= 1
         if release_pace and remaining[index] == 0:
