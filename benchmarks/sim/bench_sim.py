@@ -13,6 +13,7 @@ process tree (main process and worker processes), sampled every 0.2 s. Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -27,10 +28,8 @@ import psutil
 def tree_rss(proc: psutil.Process) -> int:
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -50,10 +49,8 @@ def run(preset: str, workers: int, keep: Path | None) -> dict[str, float]:
     ps = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
-        try:
+        with contextlib.suppress(psutil.Error):
             peak = max(peak, tree_rss(ps))
-        except psutil.Error:
-            pass
         time.sleep(0.2)
     wall = time.perf_counter() - start
     output = proc.stdout.read() if proc.stdout else ""
