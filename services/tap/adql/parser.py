@@ -10,6 +10,7 @@ offending token, so they read like syntax errors.
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import re
 import threading
@@ -94,9 +95,8 @@ def _err(message: str, at: Any, token: str | None = None) -> AdqlSyntaxError:
 class _Builder(lark.Transformer):  # type: ignore[type-arg]
     """Reduction callbacks: each returns a node of :mod:`.nodes` (or a helper tuple)."""
 
-    def __init__(self, udfs: Collection[str] | None) -> None:
+    def __init__(self) -> None:
         super().__init__(visit_tokens=False)
-        self.udfs = None if udfs is None else {u.lower() for u in udfs}
 
     # -- identifiers
     def identifier(self, c: list[Token]) -> n.Ident:
@@ -230,7 +230,8 @@ class _Builder(lark.Transformer):  # type: ignore[type-arg]
         args = tuple(a for a in c[1:] if a is not None)
         line, column = _pos(tok)
         info = lookup_udf(tok.value)
-        if info is None and self.udfs is not None and tok.value.lower() not in self.udfs:
+        declared = _DECLARED_UDFS.get()
+        if info is None and declared is not None and tok.value.lower() not in declared:
             raise _err(f"unknown function {tok.value!r}", tok, tok.value)
         if info is not None and not info.min_args <= len(args) <= info.max_args:
             raise _err(f"{info.form} takes {info.min_args} argument(s), not {len(args)}", tok, tok.value)
@@ -514,35 +515,34 @@ class _Builder(lark.Transformer):  # type: ignore[type-arg]
 
 
 _lock = threading.Lock()
-_parsers: dict[frozenset[str] | None, lark.Lark] = {}
+_instance: list[lark.Lark] = []
 _display: dict[str, str] = {}
+# Declared UDF names (lower case) of the parse in progress; None accepts any function name.
+_DECLARED_UDFS: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar(
+    "adql_declared_udfs", default=None
+)
 
 
-def _parser(udfs: Collection[str] | None) -> lark.Lark:
-    key = None if udfs is None else frozenset(u.lower() for u in udfs)
-    parser = _parsers.get(key)
-    if parser is None:
+def _parser() -> lark.Lark:
+    """The process-wide parser, built on first use (about 0.1 s)."""
+    if not _instance:
         with _lock:
-            parser = _parsers.get(key)
-            if parser is None:
+            if not _instance:
                 parser = lark.Lark(
                     GRAMMAR,
                     parser="lalr",
                     lexer="basic",
-                    transformer=_Builder(key),
+                    transformer=_Builder(),
                     maybe_placeholders=True,
                 )
-                if not _display:
-                    for term in parser.terminals:
-                        pattern = term.pattern
-                        if isinstance(pattern, lark.lexer.PatternStr):
-                            value = pattern.value
-                            _display[term.name] = value.upper() if value.isalpha() else f"'{value}'"
-                    _display.update(TERMINAL_NAMES)
-                if len(_parsers) > 32:
-                    _parsers.clear()
-                _parsers[key] = parser
-    return parser
+                for term in parser.terminals:
+                    pattern = term.pattern
+                    if isinstance(pattern, lark.lexer.PatternStr):
+                        value = pattern.value
+                        _display[term.name] = value.upper() if value.isalpha() else f"'{value}'"
+                _display.update(TERMINAL_NAMES)
+                _instance.append(parser)
+    return _instance[0]
 
 
 def _expected(names: Collection[str]) -> tuple[str, ...]:
@@ -608,7 +608,8 @@ def parse(text: str, *, udfs: Collection[str] | None = None) -> n.Query:
         )
     if not text.strip():
         raise AdqlSyntaxError("the query is empty; an ADQL query starts with SELECT or WITH")
-    parser = _parser(udfs)
+    parser = _parser()
+    udf_token = _DECLARED_UDFS.set(None if udfs is None else frozenset(u.lower() for u in udfs))
     try:
         result = parser.parse(text)
     except AdqlSyntaxError:
@@ -679,5 +680,7 @@ def parse(text: str, *, udfs: Collection[str] | None = None) -> n.Query:
         if isinstance(exc.orig_exc, AdqlSyntaxError):
             raise exc.orig_exc from None
         raise
+    finally:
+        _DECLARED_UDFS.reset(udf_token)
     assert isinstance(result, n.Query)
     return result
