@@ -64,7 +64,7 @@ class BrokerSupervisor:
         retention_ms: int | None = None,
         check_interval: float = 1.0,
         write_info: bool = True,
-        max_memory_bytes: int | None = 4 * 1024**3,
+        max_memory_bytes: int | None = 4_000_000_000,
     ) -> None:
         from pachon.core.settings import get_settings
 

@@ -166,9 +166,12 @@ def test_group_resumes_without_loss_after_a_broker_restart(tmp_path: Path, requi
             from_beginning=True,
             registry_url=supervisor.registry_url,
         )
+        # A second reader wants only alerts published after it started.
+        late = AlertConsumer(supervisor.bootstrap, supervisor.topic, group="late", user="pytest")
         before = consumer.consume(15, timeout=30)
         consumer.commit()
         assert len(before) == 15
+        assert late.poll(1.0) is None
         old_cluster = supervisor.broker.cluster_id
         supervisor.broker.kill()  # the in-memory broker loses every message and offset
         deadline = time.monotonic() + 20
@@ -183,6 +186,15 @@ def test_group_resumes_without_loss_after_a_broker_restart(tmp_path: Path, requi
         assert len(got) == len(set(got)), "an alert was handed out twice"
         assert set(got) == {a["diaSourceId"] for a in alerts}, "alerts lost across the restart"
         assert consumer.restarts_seen == 1
+        # The late reader gets the alerts published after the restart, not the replayed old ones.
+        newer = sample_visit(5, history=1, cutouts=False, detector=12).alerts()
+        producer = AlertProducer(supervisor.bootstrap, supervisor.topic, archive=supervisor.archive)
+        assert producer.publish(newer).delivered == 5
+        producer.close()
+        got_late = late.consume(5, timeout=30) + late.consume(100, timeout=2)
+        late.close()
+        assert sorted(r.diaSourceId for r in got_late) == sorted(a["diaSourceId"] for a in newer)
+        assert late.restarts_seen == 1 and late.skipped_old >= 40  # re-reads after a rebalance count again
     finally:
         supervisor.stop()
 

@@ -75,6 +75,7 @@ class ArchivedAlert:
     midpointMjdTai: float
     schema_id: int
     message: bytes
+    archived_at: datetime | None = None  # set when read back from the archive
 
     @property
     def night(self) -> str:
@@ -182,6 +183,7 @@ class AlertArchive:
                     midpointMjdTai=row["midpointMjdTai"],
                     schema_id=row["schema_id"],
                     message=row["message"],
+                    archived_at=row["archived_at"],
                 )
 
     def read_since(self, archived_after: datetime) -> Iterator[ArchivedAlert]:
@@ -203,6 +205,7 @@ class AlertArchive:
                             midpointMjdTai=row["midpointMjdTai"],
                             schema_id=row["schema_id"],
                             message=row["message"],
+                            archived_at=row["archived_at"],
                         )
 
     # Writing -----------------------------------------------------------------------

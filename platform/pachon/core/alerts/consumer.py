@@ -12,9 +12,11 @@ What this adds to a bare ``confluent_kafka.Consumer``:
 * **at-least-once commits**: an alert's offset is stored only when the caller comes back for
   the next one (or calls :meth:`AlertConsumer.commit`), so a crash mid-processing re-reads it;
 * **broker restarts**: the embedded broker forgets everything (messages, offsets) when it
-  restarts and comes back with a new cluster ID. When we see a new cluster ID we re-read its
-  log from the beginning, where the supervisor has replayed the archive; deduplication drops
-  what we had already delivered, so nothing is lost and nothing is repeated;
+  restarts (or is rotated to enforce retention) and comes back with a new cluster ID. When we
+  see a new cluster ID we re-read its log from the beginning, where the supervisor has replayed
+  the archive; deduplication drops what we had already delivered, and a consumer that asked
+  for new alerts only skips replayed alerts first archived before it started (``archived_at``
+  header), so nothing is lost and nothing is repeated;
 * ``session.timeout.ms`` 6000 by default, because the embedded broker assigns partitions to a new
   group after about half the session timeout (23 s with librdkafka's default of 45 s).
 """
@@ -117,6 +119,18 @@ class ReceivedAlert:
         return self.received_at - self.producer_timestamp_ms / 1000.0
 
 
+def _int_headers(headers: list[tuple[str, bytes]] | None) -> dict[str, int]:
+    """Integer-valued message headers (``producer_timestamp``, ``archived_at``); others ignored."""
+    out: dict[str, int] = {}
+    for key, raw in headers or []:
+        if raw:
+            try:
+                out[key] = int(raw)
+            except ValueError:
+                continue
+    return out
+
+
 class AlertConsumer:
     """Consume decoded, deduplicated alerts from the stream.
 
@@ -174,7 +188,11 @@ class AlertConsumer:
         self._epoch_check_s = epoch_check_s
         self._last_check = 0.0
         self.duplicates = 0
+        self.skipped_old = 0
         self.restarts_seen = 0
+        # "New alerts only" must stay true across broker restarts, whose replays re-publish old
+        # alerts: those carry their original archive time in the ``archived_at`` header.
+        self._since_ms = None if from_beginning else int(time.time() * 1000)
         self._consumer = self._make_consumer(earliest=from_beginning)
         self._cluster_id = self._current_cluster_id()
 
@@ -268,6 +286,11 @@ class AlertConsumer:
                 self._pending.append(msg)
                 continue
             self._pending.append(msg)
+            headers = _int_headers(msg.headers())
+            archived_ms = headers.get("archived_at")
+            if self._since_ms is not None and archived_ms is not None and archived_ms < self._since_ms:
+                self.skipped_old += 1
+                continue
             ident = int(alert["diaSourceId"])
             if ident in self._seen:
                 self.duplicates += 1
@@ -275,13 +298,7 @@ class AlertConsumer:
             self._seen[ident] = None
             if len(self._seen) > self._capacity:
                 self._seen.popitem(last=False)
-            stamp = None
-            for key, raw in msg.headers() or []:
-                if key == "producer_timestamp" and raw:
-                    try:
-                        stamp = int(raw)
-                    except ValueError:
-                        stamp = None
+            stamp = headers.get("producer_timestamp")
             return ReceivedAlert(alert, msg.topic(), msg.partition(), msg.offset(), stamp, received_at)
 
     def stream(

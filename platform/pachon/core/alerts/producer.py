@@ -6,7 +6,9 @@ Order of operations per :meth:`AlertProducer.publish` batch:
 2. write the ones never archived to the :class:`~pachon.core.alerts.archive.AlertArchive`
    (fsynced) — only then do they exist for anyone;
 3. produce those the archive has no delivery record for, unkeyed (as Rubin's stream: the
-   partitioner spreads them) with a ``producer_timestamp`` header (ms since the Unix epoch);
+   partitioner spreads them) with a ``producer_timestamp`` header (ms since the Unix epoch, as
+   Rubin) and an ``archived_at`` header (ms; when the alert was first archived, which a replay
+   keeps);
 4. wait for the broker's acknowledgements and record them in the archive.
 
 A crash between 2 and 4 leaves archived-but-unacknowledged alerts, which the next publish of
@@ -208,9 +210,16 @@ class AlertProducer:
 
             return callback
 
+        now_ms = int(time.time() * 1000)
         for record in to_send:
+            first_ms = (
+                int(record.archived_at.timestamp() * 1000) if record.archived_at is not None else now_ms
+            )
             headers: list[tuple[str, str | bytes | None]] = [
-                ("producer_timestamp", str(int(time.time() * 1000)).encode())
+                ("producer_timestamp", str(int(time.time() * 1000)).encode()),
+                # When the alert was first archived (≈ first published): lets a consumer that asked
+                # for new alerts only skip replays of older ones.
+                ("archived_at", str(first_ms).encode()),
             ]
             while True:
                 try:
