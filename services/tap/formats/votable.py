@@ -18,11 +18,13 @@ header until the first non-empty batch: an empty result, a ``MAXREC=0`` answer o
 failure before any row thus gets one document with a single, final ``QUERY_STATUS``.
 Whatever happens, exactly one well-formed document comes out (vollt#52).
 
-BINARY2 encoding is vectorised: per batch, each column becomes a big-endian numpy block,
-the null flags come from one ``numpy.packbits`` over the null matrix, and rows are laid out
-by one structured numpy array (all-fixed rows) or by one scatter per variable-length column. The bytes
-go through base64 in 57-byte multiples, so every output line has 76 characters whatever
-the batch boundaries, and the remainder is carried to the next batch.
+BINARY2 encoding is vectorised: per batch, each column becomes a numpy block, the null
+flags are OR-ed into bytes column by column (only for columns that hold nulls), and rows
+are laid out by one structured numpy array whose big-endian fields are assigned (and
+byte-swapped) once per column when every value has a fixed width, or by one scatter per
+variable-length column otherwise. The bytes go through base64 in 57-byte multiples, so
+every output line has 76 characters whatever the batch boundaries; the remainder is
+carried to the next batch.
 """
 
 from __future__ import annotations
