@@ -224,7 +224,8 @@ def _configure_spawner(c: Any, spec: PlatformSpec, settings: HubSettings, state:
     c.Spawner.server_token_scopes = [
         "access:servers!server", "users:activity!user", "read:users:name!user", *CUSTOM_SCOPES,
     ]  # fmt: skip
-    args = ["--ServerApp.terminals_enabled=True"]
+    # The Data panel's server half (pachon.extensions.lab) runs in every single-user server.
+    args = ["--ServerApp.terminals_enabled=True", '--ServerApp.jpserver_extensions={"pachon.extensions.lab": true}']
     if kind == "simple":
         c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
         home_root = Path(settings.home_root) if settings.home_root else state / "homes"
