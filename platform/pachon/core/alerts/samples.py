@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pachon.core.alerts.cutouts import Cutouts, make_cutouts
-from pachon.core.alerts.packet import BANDS, build_alert
+from pachon.core.alerts.packet import BANDS, build_alert, complete_dia_object
 
 __all__ = ["SampleVisit", "sample_visit"]
 
@@ -166,19 +166,22 @@ def sample_visit(
             }
             for k in range(history)
         ]
-        out.dia_objects[object_id] = {
-            "diaObjectId": object_id,
-            "ra": ra,
-            "dec": dec,
-            "raErr": 1e-5,
-            "decErr": 1e-5,
-            "nDiaSources": history + 1,
-            f"{band}_psfFluxMean": flux,
-            f"{band}_psfFluxMeanErr": err,
-            "firstDiaSourceMjdTai": mjd - 3.0 * history,
-            "lastDiaSourceMjdTai": mjd,
-            "validityEndMjdTai": None,
-        }
+        out.dia_objects[object_id] = complete_dia_object(
+            {
+                "diaObjectId": object_id,
+                "ra": ra,
+                "dec": dec,
+                "raErr": 1e-5,
+                "decErr": 1e-5,
+                "nDiaSources": history + 1,
+                f"{band}_psfFluxMean": flux,
+                f"{band}_psfFluxMeanErr": err,
+                "firstDiaSourceMjdTai": mjd - 3.0 * history,
+                "lastDiaSourceMjdTai": mjd,
+                "validityEndMjdTai": None,
+            },
+            [row, *prv],
+        )
         if cutouts:
             out.cutouts[source_id] = make_cutouts(
                 row["x"],
