@@ -19,16 +19,13 @@ by field with no renaming:
   :func:`complete_dia_source` / :func:`complete_dia_object` fill when absent (never overriding
   a given value):
 
-  ==========================  ==================================================================
-  ``diaSource.psfNdata``,      ``0`` (number of pixels used by the fit, unknown)
-  ``trailNdata``,
-  ``dipoleNdata``
-  ``diaSource.bboxSize``       the cutout size in pixels (30 when there are no cutouts)
-  ``timeProcessedMjdTai``      now, as MJD TAI (diaSource and prvDiaForcedSources)
-  ``diaObject.nDiaSources``    1 + number of previous DiaSources
-  ``diaObject.<b>_psfFluxNdata``  count of this and the previous DiaSources in band ``b``
-  ``diaObject.validityStartMjdTai``  earliest ``midpointMjdTai`` of those DiaSources
-  ==========================  ==================================================================
+  - ``diaSource.psfNdata``, ``trailNdata``, ``dipoleNdata``: ``0`` (pixels used by a fit: unknown);
+  - ``diaSource.bboxSize``: the cutout size in pixels (30 when there are no cutouts);
+  - ``timeProcessedMjdTai`` (diaSource, prvDiaSources, prvDiaForcedSources): now, as MJD TAI;
+  - ``diaObject.nDiaSources``: 1 + the number of previous DiaSources given;
+  - ``diaObject.<band>_psfFluxNdata``: how many of this and the previous DiaSources are in that
+    band with a ``psfFlux``;
+  - ``diaObject.validityStartMjdTai``: the earliest ``midpointMjdTai`` of those DiaSources.
 
 The wire format is Rubin's (``lsst/ap_association`` ``packageAlerts.py``, DMTN-210): one byte
 ``0``, the schema ID as a 4-byte **big-endian** signed int, then schemaless Avro.
