@@ -24,6 +24,7 @@ from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import fit_wcs_from_points
 from scipy import ndimage
+from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
 
 from pachon.pipelines.prompt.config import AstrometryConfig
@@ -49,14 +50,17 @@ class AstrometryResult:
 def propagate_refcat(refcat: Table, epoch: Time) -> tuple[np.ndarray, np.ndarray]:
     """Reference positions (deg) at ``epoch``: proper motion (mas/yr) and annual parallax (mas).
 
-    Columns used: ``ra``, ``dec`` (deg), ``pm_ra`` (μα cos δ) and ``pm_dec`` (mas/yr), ``parallax``
-    (mas, optional) and ``epoch`` (Julian year of the positions).
+    Columns used: ``coord_ra``, ``coord_dec`` (or ``ra``, ``dec``; deg), ``pm_ra`` (μα cos δ) and
+    ``pm_dec`` (mas/yr), ``parallax`` (mas, optional) and ``epoch`` (of the positions: MJD TAI, or a
+    Julian year if below 3000).
     """
-    ra = np.asarray(refcat["ra"], dtype=float)
-    dec = np.asarray(refcat["dec"], dtype=float)
+    ra = np.asarray(refcat["coord_ra" if "coord_ra" in refcat.colnames else "ra"], dtype=float)
+    dec = np.asarray(refcat["coord_dec" if "coord_dec" in refcat.colnames else "dec"], dtype=float)
     ref_epoch = (
         np.asarray(refcat["epoch"], dtype=float) if "epoch" in refcat.colnames else np.full(len(ra), 2016.0)
     )
+    # epochs are Julian years (2016.0) or, as in the simulator's Gaia-like refcat, MJD TAI (57388.0)
+    ref_epoch = np.where(ref_epoch > 3000.0, 2000.0 + (ref_epoch - 51544.5) / 365.25, ref_epoch)
     dt = epoch.jyear - ref_epoch
     pmra = np.nan_to_num(np.asarray(refcat["pm_ra"], dtype=float)) if "pm_ra" in refcat.colnames else 0.0
     pmdec = np.nan_to_num(np.asarray(refcat["pm_dec"], dtype=float)) if "pm_dec" in refcat.colnames else 0.0
@@ -115,6 +119,42 @@ def _residuals_mas(wcs: WCS, x: np.ndarray, y: np.ndarray, ra: np.ndarray, dec: 
     return np.hypot(dra, ddec)
 
 
+def _fit_pointing(nominal: WCS, x: np.ndarray, y: np.ndarray, ra: np.ndarray, dec: np.ndarray) -> WCS:
+    """Refit CRVAL and the CD matrix of ``nominal`` (6 parameters), keeping its SIP distortion.
+
+    The camera's optical distortion is known (it is in the nominal WCS); what a visit gets wrong is
+    the pointing, rotation and plate scale. Six parameters need only a handful of reference stars,
+    which is all a 1k detector gets from a Gaia-depth catalog.
+    """
+    base = nominal.deepcopy()
+    crval0 = np.array(base.wcs.crval, dtype=float)
+    cd0 = np.array(base.wcs.cd if base.wcs.has_cd() else base.pixel_scale_matrix, dtype=float)
+    cosd = np.cos(np.radians(dec))
+
+    full = len(x) >= 8  # 6 parameters need a few spare stars; otherwise shift + rotation only
+
+    def build(p: np.ndarray) -> WCS:
+        w = base.deepcopy()
+        w.wcs.crval = crval0 + np.array([p[0] / 3600.0 / np.cos(np.radians(crval0[1])), p[1] / 3600.0])
+        if full:
+            w.wcs.cd = (np.eye(2) + p[2:].reshape(2, 2)) @ cd0
+        else:
+            c, s_ = np.cos(p[2] * 1e-4), np.sin(p[2] * 1e-4)
+            w.wcs.cd = np.array([[c, -s_], [s_, c]]) @ cd0
+        w.wcs.set()
+        return w
+
+    def resid(p: np.ndarray) -> np.ndarray:
+        w = build(p)
+        fra, fdec = w.all_pix2world(x, y, 0)
+        return np.concatenate([(fra - ra) * cosd * 3.6e6, (fdec - dec) * 3.6e6])
+
+    p0 = np.zeros(6 if full else 3)
+    scale = np.array([1.0, 1.0, 1e-4, 1e-4, 1e-4, 1e-4]) if full else np.array([1.0, 1.0, 1.0])
+    sol = least_squares(resid, p0, x_scale=scale, method="lm" if 2 * len(x) >= len(p0) else "trf")
+    return build(sol.x)
+
+
 def fit_astrometry(
     sources: Table,
     refcat: Table,
@@ -164,25 +204,28 @@ def fit_astrometry(
         ref_idx = ref_idx[np.argsort(-np.nan_to_num(np.asarray(refcat[flux_col])[ref_idx]))]
     ref_idx = ref_idx[: config.max_sources]
     good = np.isfinite(sources["x"]) & np.isfinite(sources["psfFlux"]) & (np.asarray(sources["snr"]) > 10)
-    for flag in ("flag_saturated", "flag_edge"):
-        if flag in sources.colnames:
-            good &= ~np.asarray(sources[flag])
-    src_idx = np.flatnonzero(good)
+    if "flag_edge" in sources.colnames:
+        good &= ~np.asarray(sources["flag_edge"])
+    # saturated stars are the brightest references: they vote (2-px accuracy is enough) but are not fitted
+    voters = good.copy()
+    if "flag_saturated" in sources.colnames:
+        good &= ~np.asarray(sources["flag_saturated"])
+    src_idx = np.flatnonzero(voters)
     src_idx = src_idx[np.argsort(-np.asarray(sources["psfFlux"])[src_idx])][: config.max_sources]
     sxy = np.column_stack([np.asarray(sources["x"])[src_idx], np.asarray(sources["y"])[src_idx]])
     rxy = np.column_stack([rx[ref_idx], ry[ref_idx]])
     dx, dy, votes = _vote_offset(sxy, rxy, max_px)
-    if votes < config.min_matches:
+    if votes < config.min_votes:
         raise AstrometryError(
             f"no consistent pointing offset within {config.max_offset_arcsec}″ ({votes} votes, "
-            f"need {config.min_matches}); raise astrometry.max_offset_arcsec if the pointing error is larger"
+            f"need {config.min_votes}); raise astrometry.max_offset_arcsec if the pointing error is larger"
         )
     # affine refinement (rotation/scale errors), matching ever tighter
-    moved = sxy + [dx, dy]
-    affine = np.eye(3)
+    moved = sxy + np.array([dx, dy])
+    affine = np.array([[1.0, 0.0], [0.0, 1.0], [dx, dy]])  # rows: x, y, 1 → columns: x', y'
     for radius in (4.0, 2.0):
         ia, ib = _match(moved, rxy, radius)
-        if len(ia) < 6:
+        if len(ia) < 4:
             break
         design = np.column_stack([sxy[ia], np.ones(len(ia))])
         coeffs, *_ = np.linalg.lstsq(design, rxy[ib], rcond=None)
@@ -214,15 +257,22 @@ def fit_astrometry(
             raise AstrometryError(
                 f"only {len(keep_s)} source–reference matches (need {config.min_matches}) at iteration {iteration}"
             )
-        degree = config.sip_degree if len(keep_s) >= 6 * (config.sip_degree + 1) else None
+        n_sip_terms = (config.sip_degree + 1) * (config.sip_degree + 2) // 2 - 1
+        free_sip = config.refit_distortion and len(keep_s) >= 4 * n_sip_terms
         for _clip in range(3):
-            world = SkyCoord(ra[keep_r], dec[keep_r], unit="deg")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FITSFixedWarning)
-                warnings.simplefilter("ignore", RuntimeWarning)
-                wcs = fit_wcs_from_points(
-                    (all_x[keep_s], all_y[keep_s]), world, proj_point="center", sip_degree=degree
-                )
+            if free_sip:
+                world = SkyCoord(ra[keep_r], dec[keep_r], unit="deg")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FITSFixedWarning)
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    wcs = fit_wcs_from_points(
+                        (all_x[keep_s], all_y[keep_s]),
+                        world,
+                        proj_point="center",
+                        sip_degree=config.sip_degree,
+                    )
+            else:
+                wcs = _fit_pointing(nominal_wcs, all_x[keep_s], all_y[keep_s], ra[keep_r], dec[keep_r])
             resid = _residuals_mas(wcs, all_x[keep_s], all_y[keep_s], ra[keep_r], dec[keep_r])
             sigma = np.median(resid) / 1.1774  # median of a 2-d Gaussian's radius is 1.1774 σ
             ok = resid < config.clip_sigma * max(sigma, 5.0)

@@ -115,15 +115,27 @@ def characterize(
         min_snr=config.psf_min_snr,
         max_stars=config.psf_max_stars,
     )
+    psf_bad = bad | ((mask & plane_bits("CR")) != 0)
     try:
-        psf = fit_psf(
-            sub,
-            variance,
-            bad | ((mask & plane_bits("CR")) != 0),
-            objs["x"][stars],
-            objs["y"][stars],
-            size=config.psf_stamp,
-        )
+        psf = fit_psf(sub, variance, psf_bad, objs["x"][stars], objs["y"][stars], size=config.psf_stamp)
+        # compact galaxies sneak into the size locus; they fit the first model badly: drop, refit
+        # (a galaxy-polluted model fits every candidate worse, so keep the better-fitting half
+        # while the typical χ² says the model is still wrong)
+        for _ in range(3):
+            trial = psf_photometry(
+                sub,
+                variance,
+                psf_bad,
+                psf,
+                np.asarray(objs["x"][stars], float),
+                np.asarray(objs["y"][stars], float),
+            )
+            chi2 = np.nan_to_num(np.asarray(trial["chi2"]), nan=np.inf)
+            median = float(np.median(chi2))
+            if median < 2.0 or len(stars) < 10:
+                break
+            stars = stars[chi2 <= median]
+            psf = fit_psf(sub, variance, psf_bad, objs["x"][stars], objs["y"][stars], size=config.psf_stamp)
     except ValueError as exc:
         raise CharacterizeError(f"PSF model failed: {exc}") from exc
 

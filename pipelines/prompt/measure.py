@@ -38,7 +38,7 @@ def _filter_kernel(psf: PsfModel) -> np.ndarray:
     """A compact matched-filter kernel from the PSF (the central ±2σ, at least 3×3)."""
     img = psf.image()
     c = img.shape[0] // 2
-    half = int(min(c, max(1, np.ceil(2 * psf.sigma))))
+    half = int(min(c, 3, max(1, np.ceil(1.5 * psf.sigma))))  # ≤ 7×7: sep's filter cost grows with its area
     return np.ascontiguousarray(img[c - half : c + half + 1, c - half : c + half + 1], dtype=np.float32)
 
 
@@ -57,14 +57,18 @@ def detect(
     var = np.ascontiguousarray(
         np.where(bad | ~np.isfinite(variance) | (variance <= 0), 1e30, variance), dtype=np.float32
     )
+    kernel = _filter_kernel(psf)
+    # sep's "matched" mode with a variance map costs 10× its "conv" mode; for a smooth variance the
+    # two agree once the threshold is scaled by the filter's noise gain √Σk² / Σk
+    gain = float(np.sqrt((kernel**2).sum()) / kernel.sum())
     objs, seg = sep.extract(
         data,
-        threshold,
+        threshold * gain,
         var=var,
         mask=bad,
         minarea=min_area,
-        filter_kernel=_filter_kernel(psf),
-        filter_type="matched",
+        filter_kernel=kernel,
+        filter_type="conv",
         deblend_cont=0.005 if deblend else 1.0,
         segmentation_map=True,
     )
@@ -101,7 +105,7 @@ def psf_photometry(
     for i in range(n):
         if not (np.isfinite(x[i]) and np.isfinite(y[i])):
             continue
-        ix, iy = int(round(x[i])), int(round(y[i]))
+        ix, iy = round(x[i]), round(y[i])
         x0, x1 = max(ix - half, 0), min(ix + half + 1, nx)
         y0, y1 = max(iy - half, 0), min(iy + half + 1, ny)
         if x1 <= x0 or y1 <= y0:

@@ -50,14 +50,14 @@ class SyntheticField:
         return Table(
             {
                 "id": np.arange(n, dtype=np.int64),
-                "ra": ra,
-                "dec": dec,
-                "ra_err": pos_err,
-                "dec_err": pos_err,
+                "coord_ra": ra,
+                "coord_dec": dec,
+                "coord_raErr": pos_err,
+                "coord_decErr": pos_err,
                 "pm_ra": s["pm_ra"] + rng.normal(0, 0.05, n),
                 "pm_dec": s["pm_dec"] + rng.normal(0, 0.05, n),
                 "parallax": s["parallax"],
-                "epoch": np.full(n, self.ref_epoch),
+                "epoch": np.full(n, 51544.5 + (self.ref_epoch - 2000.0) * 365.25),  # MJD, as the simulator
                 "r_flux": flux * (1 + rng.normal(0, 0.003, n)),
                 "r_fluxErr": flux * 0.003,
                 "g_flux": flux * (1 + rng.normal(0, 0.003, n)),
@@ -211,7 +211,7 @@ def make_visit(
     half = size // 2
     inside = (x > -half) & (x < nx + half) & (y > -half) & (y < ny + half)
     for i in np.flatnonzero(inside):
-        ix, iy = int(round(x[i])), int(round(y[i]))
+        ix, iy = round(x[i]), round(y[i])
         fwhm = seeing_px * (1 + psf_gradient * (x[i] / nx - 0.5))
         stamp = flux[i] * moffat_stamp(fwhm, size, x[i] - ix, y[i] - iy, e1=0.03)
         x0, x1 = max(ix - half, 0), min(ix + half + 1, nx)

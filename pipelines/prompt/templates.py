@@ -1,0 +1,158 @@
+"""Template building: per-band coadds of the best-seeing early visits, stored per patch.
+
+``build_templates`` chooses, per band, the ``max_visits`` visits with the best seeing (the header's
+``SEEING``, what the observatory's seeing monitor reported) among the first ``early_fraction`` of
+that band's visits in time, calibrates each of their detectors with the same single-visit steps as
+prompt processing, and coadds them per patch (:func:`pachon.pipelines.prompt.coadd.coadd`: warped,
+PSF-matched, inverse-variance weighted). :func:`template_for_detector` cuts and warps the template
+onto one detector's grid for subtraction.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from pachon.core.image import MASK_PLANES, Exposure
+from pachon.core.repo import COLLECTIONS, DataRepository
+from pachon.pipelines.prompt.coadd import CoaddInput, coadd
+from pachon.pipelines.prompt.config import PromptConfig
+from pachon.pipelines.prompt.skymap import SkyMap, design_skymap
+from pachon.pipelines.prompt.warp import warp_exposure
+
+__all__ = [
+    "MissingTemplateError",
+    "TemplateReport",
+    "choose_template_visits",
+    "load_template_patches",
+    "template_for_detector",
+]
+
+
+class MissingTemplateError(RuntimeError):
+    """No template covers this detector in this band; run ``pachon prompt templates`` first."""
+
+
+@dataclass
+class TemplateReport:
+    """What ``build_templates`` did."""
+
+    skymap: str
+    visits: dict[str, list[int]] = field(default_factory=dict)
+    patches: dict[str, list[int]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def choose_template_visits(exposures: list[dict[str, Any]], config: PromptConfig) -> dict[str, list[int]]:
+    """Per band: the best-seeing visits among the early ones (``exposures`` rows: id, band, mjd, seeing)."""
+    out: dict[str, list[int]] = {}
+    by_band: dict[str, list[dict[str, Any]]] = {}
+    for e in exposures:
+        by_band.setdefault(e["band"], []).append(e)
+    for band, rows in sorted(by_band.items()):
+        rows = sorted(rows, key=lambda r: r["mjd"])
+        n_early = max(1, int(np.ceil(config.template.early_fraction * len(rows))))
+        early = sorted(rows[:n_early], key=lambda r: r["seeing"])
+        out[band] = sorted(r["id"] for r in early[: config.template.max_visits])
+    return out
+
+
+def load_template_patches(repo: DataRepository, band: str, skymap: str) -> list[Exposure]:
+    """Every template patch of a band (each carries its tract offset in PATCHX0/PATCHY0)."""
+    butler = repo.butler
+    refs = list(
+        butler.registry.queryDatasets(
+            "template_coadd",
+            collections=COLLECTIONS["templates"],
+            where="band = b AND skymap = s",
+            bind={"b": band, "s": skymap},
+        )
+    )
+    return [butler.get(ref) for ref in refs]
+
+
+def template_for_detector(patches: list[Exposure], wcs: WCS, shape: tuple[int, int]) -> Exposure:
+    """The template warped onto a detector: stitch the patches it touches, then resample once."""
+    if not patches:
+        raise MissingTemplateError("no template patches in this band; run `pachon prompt templates`")
+    ny, nx = shape
+    xs = np.array([0, nx - 1, nx - 1, 0, nx / 2], dtype=float)
+    ys = np.array([0, 0, ny - 1, ny - 1, ny / 2], dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ra, dec = wcs.all_pix2world(xs, ys, 0)
+    # positions in tract pixels (every patch's WCS is the tract's, shifted)
+    first = patches[0]
+    tract_wcs = first.wcs.deepcopy()
+    tract_wcs.wcs.crpix = tract_wcs.wcs.crpix + np.array([first.meta["PATCHX0"], first.meta["PATCHY0"]])
+    tract_wcs.wcs.set()
+    tx, ty = tract_wcs.all_world2pix(ra, dec, 0)
+    pad = 40
+    x0, x1 = int(np.floor(tx.min())) - pad, int(np.ceil(tx.max())) + pad
+    y0, y1 = int(np.floor(ty.min())) - pad, int(np.ceil(ty.max())) + pad
+    image = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
+    variance = np.zeros_like(image)
+    mask = np.full(image.shape, 1 << MASK_PLANES["NO_DATA"], dtype=np.int32)
+    covered = False
+    fwhm = 0.0
+    for p in patches:
+        px0, py0 = int(p.meta["PATCHX0"]), int(p.meta["PATCHY0"])
+        pny, pnx = np.shape(p.data)
+        ix0, ix1 = max(x0, px0), min(x1, px0 + pnx)
+        iy0, iy1 = max(y0, py0), min(y1, py0 + pny)
+        if ix1 <= ix0 or iy1 <= iy0:
+            continue
+        covered = True
+        fwhm = max(fwhm, float(p.meta.get("PSF_FWHM", 0.0)))
+        dst = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
+        src = (slice(iy0 - py0, iy1 - py0), slice(ix0 - px0, ix1 - px0))
+        image[dst] = np.asarray(p.data)[src]
+        variance[dst] = np.asarray(p.variance)[src]
+        mask[dst] = np.asarray(p.mask)[src]
+    if not covered:
+        raise MissingTemplateError("the band's template does not overlap this detector")
+    sub_wcs = tract_wcs.deepcopy()
+    sub_wcs.wcs.crpix = tract_wcs.wcs.crpix - np.array([x0, y0])
+    sub_wcs.wcs.set()
+    stitched = Exposure(image, unit="nJy", mask=mask, wcs=sub_wcs, meta=fits.Header({"PSF_FWHM": fwhm}))
+    stitched.variance = variance
+    warped = warp_exposure(stitched, wcs, shape)
+    if ((np.asarray(warped.mask) & (1 << MASK_PLANES["NO_DATA"])) != 0).mean() > 0.5:
+        raise MissingTemplateError("the template covers less than half of this detector")
+    return warped
+
+
+def coadd_patches(skymap: SkyMap, band: str, inputs: list[CoaddInput]) -> list[tuple[int, Exposure]]:
+    """Coadd ``inputs`` onto every patch they overlap; returns (patch id, template) pairs."""
+    out = []
+    for patch in skymap.patches():
+        touching = []
+        for item in inputs:
+            w = item.exposure.wcs
+            ny, nx = np.shape(item.exposure.data)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                px, py = patch.wcs.all_world2pix(
+                    *w.all_pix2world([0, nx - 1, nx - 1, 0], [0, 0, ny - 1, ny - 1], 0), 0
+                )
+            if px.max() < 0 or px.min() > patch.nx or py.max() < 0 or py.min() > patch.ny:
+                continue
+            touching.append(item)
+        if not touching:
+            continue
+        tmpl = coadd(touching, patch.wcs, (patch.ny, patch.nx))
+        tmpl.meta["PATCHX0"] = (patch.x0, "patch origin in tract pixels (x)")
+        tmpl.meta["PATCHY0"] = (patch.y0, "patch origin in tract pixels (y)")
+        tmpl.meta["BAND"] = band
+        tmpl.meta["SKYMAP"] = skymap.name
+        out.append((patch.id, tmpl))
+    return out
+
+
+__all__ += ["coadd_patches", "design_skymap"]
