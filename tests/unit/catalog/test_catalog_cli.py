@@ -14,7 +14,7 @@ from pachon.cli.main import main
 def test_create_ingest_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"duckdb:///{tmp_path}/catalog/"
     assert main(["catalog", "create", "--schema", "obscore", "--catalog", url]) == 0
-    assert "created schema ivoa (obscore): 1 tables" in capsys.readouterr().out
+    assert "created schema ivoa (obscore): 2 tables" in capsys.readouterr().out
     path = tmp_path / "stars.parquet"
     pq.write_table(pa.table({"id": [1, 2, 3], "ra": [1.0, 2.0, 3.0], "dec": [0.0, 1.0, 2.0]}), path)
     assert (

@@ -66,8 +66,11 @@ def test_later_release_reuses_dp1_under_its_own_name() -> None:
 
 
 def test_obscore_is_complete_obscore_1_1() -> None:
-    (table,) = schema_info("obscore").tables
+    table, obsplan = schema_info("obscore").tables
     assert (table.schema, table.name) == ("ivoa", "ObsCore")
+    assert obsplan.name == "ObsPlan" and obsplan.column("t_planning").unit == "d"
+    assert obsplan.utype == "ivo://ivoa.net/std/obsloctap#table-1.0"
+    assert obsplan.column("facility_name").unit is None
     assert table.utype == "ivo://ivoa.net/std/ObsCore#core-1.1"
     mandatory = [
         "dataproduct_type",
@@ -106,6 +109,8 @@ def test_obscore_is_complete_obscore_1_1() -> None:
         assert col is not None, name
         assert col.std and col.utype and col.ucd, name
     assert table.column("s_ra").ucd == "pos.eq.ra" and table.column("s_ra").unit == "deg"
+    assert table.column("obs_collection").utype == "obscore:DataID.Collection"
+    assert all(table.column(n).utype.startswith("obscore:") for n in mandatory)
     assert table.column("access_estsize").unit == "kbyte"
     assert table.column("dataproduct_type").arraysize == "128*"
 
@@ -144,9 +149,9 @@ def test_tap_schema_rows_follow_tap_1_1() -> None:
     assert all(
         isinstance(r[10], int) and isinstance(r[11], int) and isinstance(r[12], int) for r in rows["columns"]
     )
-    assert rows["tables"] == [
-        ("ivoa", "ivoa.ObsCore", "table", "ivo://ivoa.net/std/ObsCore#core-1.1", rows["tables"][0][4], 1)
-    ]
+    obscore_row = next(r for r in rows["tables"] if r[1] == "ivoa.ObsCore")
+    assert obscore_row[:4] == ("ivoa", "ivoa.ObsCore", "table", "ivo://ivoa.net/std/ObsCore#core-1.1")
+    assert {r[1] for r in rows["tables"]} == {"ivoa.ObsCore", "ivoa.ObsPlan"}
 
 
 def test_dp1_foreign_keys_become_keys_and_key_columns() -> None:

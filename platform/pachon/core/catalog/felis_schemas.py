@@ -11,7 +11,9 @@ Three kinds of schema can be created in a catalog (``CatalogDatabase.create_sche
 ``obscore``
     Rubin's ``ivoa_obscore.yaml`` (schema ``ivoa``, table ``ObsCore``, with ObsCore 1.1 utypes
     and UCDs) completed by ``schemas/ivoa_obscore_extension.yaml`` with the mandatory columns
-    it lacks and the data-model utype ``ivo://ivoa.net/std/ObsCore#core-1.1``.
+    it lacks and the data-model utype ``ivo://ivoa.net/std/ObsCore#core-1.1``, plus Rubin's
+    ``obsloctap.yaml`` table ``ivoa.ObsPlan`` (ObsLocTAP 1.0, the observation plan), the other
+    IVOA-standard table of that schema that validators look for.
 ``ppdb``
     The Prompt Products Database (``ppdb.yaml``, which pulls its columns from ``apdb.yaml``).
 
@@ -54,11 +56,50 @@ SchemaKind = Literal["dp1", "obscore", "ppdb"]
 SCHEMA_KINDS: tuple[SchemaKind, ...] = ("dp1", "obscore", "ppdb")
 
 OBSCORE_UTYPE = "ivo://ivoa.net/std/ObsCore#core-1.1"
+OBSLOCTAP_UTYPE = "ivo://ivoa.net/std/obsloctap#table-1.0"
 _OUR_SCHEMAS = Path(str(files("pachon.core.catalog") / "schemas"))
 DP1_EXTENSION = _OUR_SCHEMAS / "dp1_astrometry.yaml"
 OBSCORE_EXTENSION = _OUR_SCHEMAS / "ivoa_obscore_extension.yaml"
 
 _CONTEXT = {"id_generation": True, "dereference_resources": True}
+
+OBSCORE_UTYPES = {
+    "dataproduct_type": "obscore:ObsDataset.dataProductType",
+    "dataproduct_subtype": "obscore:ObsDataset.dataProductSubtype",
+    "calib_level": "obscore:ObsDataset.calibLevel",
+    "obs_collection": "obscore:DataID.Collection",
+    "obs_id": "obscore:DataID.observationID",
+    "obs_title": "obscore:DataID.Title",
+    "obs_publisher_did": "obscore:Curation.PublisherDID",
+    "access_url": "obscore:Access.Reference",
+    "access_format": "obscore:Access.Format",
+    "access_estsize": "obscore:Access.Size",
+    "target_name": "obscore:Target.Name",
+    "s_ra": "obscore:Char.SpatialAxis.Coverage.Location.Coord.Position2D.Value2.C1",
+    "s_dec": "obscore:Char.SpatialAxis.Coverage.Location.Coord.Position2D.Value2.C2",
+    "s_fov": "obscore:Char.SpatialAxis.Coverage.Bounds.Extent.diameter",
+    "s_region": "obscore:Char.SpatialAxis.Coverage.Support.Area",
+    "s_resolution": "obscore:Char.SpatialAxis.Resolution.Refval.value",
+    "s_xel1": "obscore:Char.SpatialAxis.numBins1",
+    "s_xel2": "obscore:Char.SpatialAxis.numBins2",
+    "t_min": "obscore:Char.TimeAxis.Coverage.Bounds.Limits.StartTime",
+    "t_max": "obscore:Char.TimeAxis.Coverage.Bounds.Limits.StopTime",
+    "t_exptime": "obscore:Char.TimeAxis.Coverage.Support.Extent",
+    "t_resolution": "obscore:Char.TimeAxis.Resolution.Refval.value",
+    "t_xel": "obscore:Char.TimeAxis.numBins",
+    "em_min": "obscore:Char.SpectralAxis.Coverage.Bounds.Limits.LoLimit",
+    "em_max": "obscore:Char.SpectralAxis.Coverage.Bounds.Limits.HiLimit",
+    "em_res_power": "obscore:Char.SpectralAxis.Resolution.ResolPower.refVal",
+    "em_xel": "obscore:Char.SpectralAxis.numBins",
+    "o_ucd": "obscore:Char.ObservableAxis.ucd",
+    "pol_states": "obscore:Char.PolarizationAxis.stateList",
+    "pol_xel": "obscore:Char.PolarizationAxis.numBins",
+    "facility_name": "obscore:Provenance.ObsConfig.Facility.name",
+    "instrument_name": "obscore:Provenance.ObsConfig.Instrument.name",
+}
+"""ObsCore 1.1 (REC, table 6) utypes with their ``obscore:`` prefix, as TAP validators (taplint's
+OBS stage) require them in TAP_SCHEMA. Rubin's ``ivoa_obscore.yaml`` writes them without the
+prefix and in other case, so ours replace them."""
 
 
 def sdm_schemas_dir() -> Path:
@@ -128,6 +169,21 @@ def felis_schema(kind: SchemaKind) -> Schema:
     elif kind == "obscore":
         base = _strip_ids(_read_yaml(sdm / "ivoa_obscore.yaml"))
         merged = merge_extension(base, _read_yaml(OBSCORE_EXTENSION), str(OBSCORE_EXTENSION))
+        obsplan = _strip_ids(_read_yaml(sdm / "obsloctap.yaml"))
+        merged = merge_extension(merged, obsplan, "obsloctap.yaml")
+        for table in merged["tables"]:
+            if table["name"] == "ObsPlan":
+                # ObsLocTAP 1.0 §3: the table declares its model; two text columns carry
+                # stray units in Rubin's YAML (facility_name 'd', tracking_type 'm').
+                table["votable:utype"] = OBSLOCTAP_UTYPE
+                for column in table.get("columns", []):
+                    if column["name"] in ("facility_name", "tracking_type"):
+                        column["ivoa:unit"] = None
+            if table["name"] != "ObsCore":
+                continue
+            for column in table.get("columns", []):
+                if column["name"] in OBSCORE_UTYPES:
+                    column["votable:utype"] = OBSCORE_UTYPES[column["name"]]
     elif kind == "ppdb":
         return Schema.from_uri(str(sdm / "ppdb.yaml"), context=_CONTEXT)
     else:
