@@ -23,6 +23,8 @@ Models (deliberately simple, each with its parameters in truth):
   radius, with a Bazin light curve ``F = A e^{−Δt/τ_fall} / (1 + e^{−Δt/τ_rise})`` (rise
   3–8 d, fall 20–50 d, slower in red bands), peak r 20–23.5, and peak times placed near
   visit nights so the survey sees them.
+* **Asteroids.** See :mod:`pachon.pipelines.sim.orbits`; each is constructed to cross a
+  random detector at the first visit of a random night, so a pair of visits sees it.
 * **Flares.** A few red dwarfs flare once, around a visit: a 1-minute linear rise and an
   exponential decay (5–30 min) with an amplitude of 2–10× the quiescent g flux, larger in
   the blue.
@@ -41,7 +43,7 @@ from numpy.typing import NDArray
 
 from pachon.pipelines.sim.cadence import Visit
 from pachon.pipelines.sim.config import BANDS, SimConfig
-from pachon.pipelines.sim.optics import inverse_gnomonic
+from pachon.pipelines.sim.optics import DetectorGeometry, inverse_gnomonic
 from pachon.pipelines.sim.orbits import ASTEROID_COLORS, Orbits, construct_orbits
 from pachon.pipelines.sim.photometry import mag_to_flux
 
@@ -269,14 +271,15 @@ def make_sky(config: SimConfig, visits: list[Visit], rng: np.random.Generator) -
             ]
         )
     # ---------------------------------------------------------------- asteroids
+    # each asteroid crosses a detector (not a chip gap) at the first visit of a random night
     first_visits = [v for v in visits if v.seq_num == 1]
     targets = []
-    hx, hy = config.camera.field_width_arcmin / 120.0, config.camera.field_height_arcmin / 120.0
+    cam = config.camera
     for _ in range(config.n_asteroids):
         v = first_visits[int(rng.integers(0, len(first_visits)))]
-        ra_t, dec_t = inverse_gnomonic(
-            np.array([rng.uniform(-0.8, 0.8) * hx]), np.array([rng.uniform(-0.8, 0.8) * hy]), v.ra, v.dec
-        )
+        geom = DetectorGeometry(cam, int(rng.integers(0, cam.n_detectors)))
+        px, py = rng.uniform(0.1, 0.9) * cam.nx, rng.uniform(0.1, 0.9) * cam.ny
+        ra_t, dec_t = geom.wcs(v.true_ra, v.true_dec, v.true_sky_angle).all_pix2world([px], [py], 0)
         targets.append((v.mjd_mid, float(ra_t[0]), float(dec_t[0])))
     orbits = construct_orbits(rng, config.n_asteroids, config.n_neos, targets)
     return Sky(stars=stars, galaxies=galaxies, variables=variables, transients=transients, orbits=orbits)
