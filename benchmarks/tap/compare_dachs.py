@@ -25,7 +25,8 @@ DACHS = {
 
 
 def main(path: str) -> int:
-    results = {r["item"]: r for r in json.load(open(path))["results"]}
+    with open(path) as handle:
+        results = {r["item"]: r for r in json.load(handle)["results"]}
     print(
         f"{'item':4} {'ours median ms':>14} {'ours min ms':>11} {'DaCHS best':>10} {'speed-up':>8} {'target':>6}  ok"
     )
