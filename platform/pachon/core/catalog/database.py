@@ -325,7 +325,9 @@ class CatalogDatabase(ABC):
         """Find a table by ADQL rules (exact name first, else unique case-insensitive match).
 
         ``schema=None`` searches all schemas and answers only when the name is unambiguous.
-        ``TAP_UPLOAD`` finds tables registered with :meth:`register_upload`.
+        ``TAP_UPLOAD`` finds tables registered with :meth:`register_upload`; with concurrent
+        queries uploading the same name this is ambiguous (None), so a query should resolve
+        its own uploads from the TableInfo that :meth:`uploads` yields.
         """
         if schema is not None and schema.upper() == UPLOAD_SCHEMA:
             return _match(self._uploads.values(), table, lambda t: t.name)
