@@ -203,10 +203,10 @@ def test_cli_tail_and_replay(kafka_broker: Any) -> None:
     from typer.testing import CliRunner
 
     from pachon.cli.main import app
+    from pachon.core.alerts import publish_alerts
 
-    producer = AlertProducer.for_repo(kafka_broker.repo)
     alerts = sample_visit(5, history=1, cutouts=False, detector=21, mjd=61400.3).alerts()
-    assert producer.publish(alerts).delivered == 5
+    assert publish_alerts(kafka_broker.repo, alerts).delivered == 5  # finds the broker via state/kafka.json
     runner = CliRunner()
     result = runner.invoke(
         app,

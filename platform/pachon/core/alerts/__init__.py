@@ -16,7 +16,7 @@ Modules
 
 Example (prompt processing, one detector)::
 
-    from pachon.core.alerts import AlertProducer, build_alert, make_cutouts
+    from pachon.core.alerts import build_alert, make_cutouts, publish_alerts
 
     alerts = [
         build_alert(src, prv_sources=history[src["diaObjectId"]], dia_object=objects[src["diaObjectId"]],
@@ -25,7 +25,7 @@ Example (prompt processing, one detector)::
                                          template=(t.image, t.variance, t.wcs)))
         for src in dia_sources
     ]
-    report = AlertProducer.for_repo(repo).publish(alerts)
+    report = publish_alerts(repo, alerts)   # archive, then publish (archive only if no broker runs)
 """
 
 from pachon.core.alerts.archive import AlertArchive, ArchivedAlert, night_of
@@ -45,7 +45,7 @@ from pachon.core.alerts.packet import (
     unframe,
     validate_alert,
 )
-from pachon.core.alerts.producer import AlertProducer, PublishReport
+from pachon.core.alerts.producer import AlertProducer, PublishReport, publish_alerts
 from pachon.core.alerts.schema import AlertSchema, all_schemas, latest_schema, load_schema, topic_name
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "make_cutout",
     "make_cutouts",
     "night_of",
+    "publish_alerts",
     "resolve_bootstrap",
     "serialize_alert",
     "topic_name",

@@ -34,7 +34,7 @@ from pachon.core.alerts.packet import encode_alert
 from pachon.core.alerts.schema import AlertSchema, latest_schema, topic_name
 from pachon.core.logging import get_logger
 
-__all__ = ["AlertProducer", "PublishReport"]
+__all__ = ["AlertProducer", "PublishReport", "publish_alerts", "to_archived"]
 
 log = get_logger(__name__)
 
@@ -96,6 +96,52 @@ class PublishReport:
         )
 
 
+def to_archived(alert: Mapping[str, Any], schema: AlertSchema | None = None) -> ArchivedAlert:
+    """The archive record of a packet: its identity and the exact Kafka message value."""
+    schema = schema or latest_schema()
+    source = alert["diaSource"]
+    return ArchivedAlert(
+        diaSourceId=int(alert["diaSourceId"]),
+        diaObjectId=source.get("diaObjectId"),
+        visit=int(source["visit"]),
+        detector=int(source["detector"]),
+        midpointMjdTai=float(source["midpointMjdTai"]),
+        schema_id=schema.schema_id,
+        message=encode_alert(alert, schema),
+    )
+
+
+def publish_alerts(
+    repo: Path | str, alerts: Iterable[Mapping[str, Any]], *, timeout: float = 30.0
+) -> PublishReport:
+    """Archive a detector-visit's alerts and publish them; without a reachable broker, archive only.
+
+    What prompt processing calls per detector: the alerts are never lost, because the archive
+    comes first; when no broker runs (no ``pachon alerts broker``, no ``PACHON_KAFKA_BOOTSTRAP``)
+    or it cannot be reached, the report lists every alert as failed with the reason, and
+    ``pachon alerts replay --night …`` (or the next publish of the same visit) sends them later.
+
+    Examples
+    --------
+    >>> report = publish_alerts(repo, build_alerts(sources, prv_sources=history, dia_objects=objects))
+    >>> report.ok, report.delivered
+    (True, 42)
+    """
+    alerts = list(alerts)
+    try:
+        producer = AlertProducer.for_repo(repo)
+    except BrokerError as exc:
+        schema = latest_schema()
+        records = [to_archived(alert, schema) for alert in alerts]
+        report = PublishReport(topic=topic_name(major=schema.major), submitted=len(records))
+        report.archived = len(AlertArchive.for_repo(repo).write(records))
+        report.failed = [(r.diaSourceId, f"archived only: {exc}") for r in records]
+        log.warning("%d alerts archived but not published: %s", len(records), exc)
+        return report
+    with producer:
+        return producer.publish(alerts, timeout=timeout)
+
+
 class AlertProducer:
     """Publish alert packets to a Kafka topic, archiving them first.
 
@@ -154,20 +200,7 @@ class AlertProducer:
     def publish(self, alerts: Iterable[Mapping[str, Any]], *, timeout: float = 30.0) -> PublishReport:
         """Archive, then publish packets (dicts from :func:`~pachon.core.alerts.packet.build_alert`)."""
         started = time.perf_counter()
-        records = []
-        for alert in alerts:
-            source = alert["diaSource"]
-            records.append(
-                ArchivedAlert(
-                    diaSourceId=int(alert["diaSourceId"]),
-                    diaObjectId=source.get("diaObjectId"),
-                    visit=int(source["visit"]),
-                    detector=int(source["detector"]),
-                    midpointMjdTai=float(source["midpointMjdTai"]),
-                    schema_id=self.schema.schema_id,
-                    message=encode_alert(alert, self.schema),
-                )
-            )
+        records = [to_archived(alert, self.schema) for alert in alerts]
         report = self.publish_archived(records, timeout=timeout, archive_first=True)
         report.seconds = time.perf_counter() - started
         return report
