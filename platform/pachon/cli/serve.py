@@ -47,11 +47,13 @@ def serve_tap(
 
       pachon serve tap --catalog duckdb:///cat.duckdb --port 8091 --anonymous
 
-      python -c "import pyvo; print(pyvo.dal.TAPService('http://127.0.0.1:8091/tap')
-      .search('SELECT TOP 5 * FROM TAP_SCHEMA.tables'))"
+      pachon serve tap --catalog postgresql://tap@dbhost/catalog --port 8090
 
-    Jobs and query history go to the platform state database (settings: state_db_url);
-    async results to tap-results/ beside it. Limits come from the [tap] settings.
+    Then, from Python: pyvo.dal.TAPService("http://127.0.0.1:8091/tap").search("SELECT TOP 5 * FROM TAP_SCHEMA.tables")
+
+    Jobs and query history go to the platform state database (setting state_db_url);
+    async results to tap-results/ beside it. Limits (MAXREC, time limits, uploads) come
+    from the tap section of the settings, e.g. PACHON_TAP__MAXREC_HARD=1000000.
     """
     import uvicorn
 

@@ -422,3 +422,38 @@ async def test_identity_from_hub_middleware(tap_catalog, tmp_path: Path) -> None
             created = await client.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT 1 AS one"})
             job = created.headers["location"].removeprefix("http://testserver")
             assert (await client.get(job + "/owner")).text == "carol"
+
+
+@pytest.fixture
+def csv_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A loopback HTTP server publishing one CSV table (for UPLOAD=name,http://…)."""
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "ids.csv").write_text("oid,tag\n1000000000000,a\n1000000000002,b\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/ids.csv"
+    server.shutdown()
+
+
+async def test_url_upload_and_ssrf_guard(make_client, csv_server: str) -> None:  # type: ignore[no-untyped-def]
+    query = (
+        "SELECT u.tag, o.objectid FROM TAP_UPLOAD.ids AS u JOIN bench.object AS o ON o.objectid = u.oid "
+        "ORDER BY u.tag"
+    )
+    data = {"LANG": "ADQL", "QUERY": query, "UPLOAD": f"ids,{csv_server}"}
+    async with make_client() as client:  # default: loopback uploads refused
+        refused = await client.post("/tap/sync", data=data)
+        assert refused.status_code == 400 and status_of(refused)[0] == "ERROR"
+        assert (
+            "127.0.0.1" in (status_of(refused)[1] or "") or "private" in (status_of(refused)[1] or "").lower()
+        )
+    async with make_client(upload_allow_private_hosts=True) as client:
+        answer = await client.post("/tap/sync", data=data)
+        assert answer.status_code == 200, answer.text
+        assert list(table_of(answer)["tag"]) == ["a", "b"]
