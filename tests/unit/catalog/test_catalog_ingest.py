@@ -327,3 +327,15 @@ def test_default_catalog_url_is_the_repo_folder(isolated_settings: Path) -> None
     from pachon.core.catalog import default_catalog_url
 
     assert default_catalog_url() == f"duckdb:///{isolated_settings / 'repo' / 'catalog'}/"
+
+
+def test_delimited_table_name(catalog) -> None:
+    catalog.load_table(pa.table({"objectid": [1, 2]}), "mine.select")
+    table = catalog.resolve("mine", "select")
+    assert table is not None and table.delimited
+    assert catalog.resolve("mine", "SELECT") is None
+    with catalog.connection() as cur:
+        assert cur.execute(
+            "SELECT count(*) FROM TAP_SCHEMA.tables WHERE table_name = 'mine.\"select\"'"
+        ).fetchone() == (1,)
+        assert cur.execute('SELECT count(*) FROM mine."select"').fetchone() == (2,)

@@ -191,7 +191,9 @@ def _match(items: Iterable[Any], name: str, key: Callable[[Any], str]) -> Any | 
     exact = [item for item in items if key(item) == name]
     if exact:
         return exact[0] if len(exact) == 1 else None
-    lowered = [item for item in items if key(item).lower() == name.lower()]
+    lowered = [
+        item for item in items if key(item).lower() == name.lower() and not getattr(item, "delimited", False)
+    ]
     return lowered[0] if len(lowered) == 1 else None
 
 
@@ -519,6 +521,7 @@ class CatalogDatabase(ABC):
                 description=description,
                 position=position,
                 table_index=felis_table.table_index if felis_table else None,
+                delimited=felis_table.delimited if felis_table else not is_regular_identifier(table_name),
             )
         sort_column = sort_by or _default_sort(list(info.columns), position)
         if sort_column is not None and info.column(sort_column) is None:

@@ -285,6 +285,7 @@ def schema_info(kind: SchemaKind, name: str | None = None, schema_index: int | N
                 table_index=table.tap_table_index if table.tap_table_index is not None else t_index + 1,
                 position=position,
                 foreign_keys=tuple(keys),
+                delimited=not is_regular_identifier(table.name),
             )
         )
     return SchemaInfo(

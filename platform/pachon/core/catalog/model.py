@@ -119,6 +119,8 @@ class TableInfo:
     db_schema: str | None = None
     db_name: str | None = None
     row_count: int | None = None
+    delimited: bool = False
+    """True when ``name`` is not a regular ADQL identifier (written ``"name"``, matched exactly)."""
 
     @property
     def qualified(self) -> str:

@@ -234,7 +234,7 @@ def schemas_from_rows(
     for r in rows.get("tables", []):
         schema_name, qualified = r[0], r[1]
         table_part = qualified[len(tap_name(schema_name)) + 1 :] if "." in qualified else qualified
-        table_name, _ = untap_name(table_part)
+        table_name, table_delimited = untap_name(table_part)
         cols = sorted(columns.get(qualified, []), key=lambda c: (c.column_index is None, c.column_index or 0))
         ex = extra.get(qualified)
         position = PositionInfo(ra=ex[1], dec=ex[2]) if ex is not None and ex[1] and ex[2] else None
@@ -251,6 +251,7 @@ def schemas_from_rows(
                 foreign_keys=tuple(keys.get(qualified, [])),
                 db_schema=(db_schema or {}).get(schema_name),
                 row_count=ex[3] if ex is not None else None,
+                delimited=table_delimited,
             )
         )
     out = []
