@@ -79,11 +79,11 @@ def ingest(
 
     url = _url(catalog)
     try:
-        total = open_source(file, fmt).num_rows
+        source = open_source(file, fmt)
         with open_catalog(url, read_only=False) as cat, progress() as bar:
-            task = bar.add_task(f"ingest {file.name}", total=total)
+            task = bar.add_task(f"ingest {file.name}", total=source.num_rows)
             report = cat.ingest(
-                file,
+                source,
                 table,
                 ra=ra,
                 dec=dec,

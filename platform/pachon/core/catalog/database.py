@@ -399,7 +399,7 @@ class CatalogDatabase(ABC):
 
     def ingest(
         self,
-        path: str | Path,
+        path: str | Path | SourceTable,
         table: str,
         ra: str | None = None,
         dec: str | None = None,
@@ -414,9 +414,10 @@ class CatalogDatabase(ABC):
         Types come from the file; units, UCDs and descriptions too where the format carries
         them. With ``ra``/``dec`` the table is positioned (HEALPix + unit vectors on DuckDB,
         q3c on PostgreSQL). ``replace=True`` replaces an existing table of that name.
-        ``progress`` is called with the number of rows loaded so far.
+        ``progress`` is called with the number of rows loaded so far. ``path`` may also be a
+        :class:`~pachon.core.catalog.readers.SourceTable` already opened with ``open_source``.
         """
-        source = open_source(path, fmt)
+        source = path if isinstance(path, SourceTable) else open_source(path, fmt)
         return self._load(
             source, table, ra, dec, description or source.description, replace, sort_by, progress
         )
