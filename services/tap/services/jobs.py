@@ -355,6 +355,8 @@ class JobService:
             timer.cancel()
             with self._handles_lock:
                 self._handles.pop(job_id, None)
+            if self._store.get(job_id) is None:  # deleted while it ran: drop what it wrote
+                self._files.remove(job_id)
             self._notify_threadsafe(job_id)
 
     def result_file(self, job: Job) -> Path | None:

@@ -66,6 +66,8 @@ class MetadataService:
                     upload_hard_bytes=limits.upload_max_bytes,
                 ),
             )
+            if len(self._capabilities) >= 16:  # base URLs come from request headers: bound the cache
+                self._capabilities.pop(next(iter(self._capabilities)))
             self._capabilities[base_url] = cached
         return cached
 
