@@ -1,7 +1,7 @@
 /**
  * Pachón's JupyterLab extension: Data panel, Tutorials menu, version in the status bar.
  */
-import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { showDialog, Dialog } from '@jupyterlab/apputils';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { Widget } from '@lumino/widgets';
@@ -33,30 +33,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: 'Data panel (TAP_SCHEMA, ADQL, history), Tutorials menu and the platform version.',
   autoStart: true,
-  optional: [ILabShell, IStatusBar],
-  activate: (app: JupyterFrontEnd, labShell: ILabShell | null, statusBar: IStatusBar | null) => {
+  optional: [IStatusBar],
+  activate: (app: JupyterFrontEnd, statusBar: IStatusBar | null) => {
     const panel = new DataPanel(code => insertCell(app, code));
     app.shell.add(panel, 'left', { rank: 150 });
-    let loaded = false;
-    const loadOnce = () => {
-      if (!loaded) {
-        loaded = true;
-        void panel.refresh();
-      }
-    };
-    if (labShell) {
-      // Shown from the left bar: load on first activation.
-      labShell.activeChanged.connect((_, args) => {
-        if (args.newValue === panel) {
-          loadOnce();
-        }
-      });
-    }
     app.commands.addCommand('pachon:open-data-panel', {
       label: 'Open the Data panel',
       execute: () => {
         app.shell.activateById(panel.id);
-        loadOnce();
       }
     });
 

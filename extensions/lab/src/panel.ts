@@ -1,6 +1,7 @@
 /**
  * The Data side panel: browse TAP_SCHEMA, run ADQL with a preview, reopen past queries as pyvo cells.
  */
+import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { api } from './api';
@@ -91,6 +92,17 @@ export class DataPanel extends Widget {
 
   private pyvo(query: string): string {
     return pyvoCell(query);
+  }
+
+  private loaded = false;
+
+  /** Load TAP_SCHEMA and the history the first time the panel is shown. */
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    if (!this.loaded) {
+      this.loaded = true;
+      void this.refresh();
+    }
   }
 
   async refresh(): Promise<void> {
