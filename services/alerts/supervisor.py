@@ -3,7 +3,9 @@
 The supervisor
 
 1. starts Tansu on 127.0.0.1:``port`` (in-memory storage, a fresh cluster ID per start);
-2. creates the alert topic (settings ``alerts.partitions``, ``alerts.retention_ms``);
+2. creates the alert topic (settings ``alerts.partitions``, ``alerts.retention_ms``) and
+   publishes the alerts archived within the retention period (including any archived while no
+   broker ran);
 3. serves the read-only schema registry on 127.0.0.1:``registry_port`` (uvicorn in a thread);
 4. writes ``<repo>/state/kafka.json`` (bootstrap, registry URL, topic, cluster ID, pid) so
    producers and consumers of the repo find them;
@@ -98,9 +100,16 @@ class BrokerSupervisor:
         return f"http://127.0.0.1:{self.registry_port}"
 
     def start(self) -> None:
-        """Start broker and registry, write ``kafka.json``, begin watching."""
+        """Start broker and registry, replay the retained archive, write ``kafka.json``, begin watching.
+
+        The replay at start gives a broker started after a reboot the alerts it should hold, and
+        publishes those archived while no broker ran (``publish_alerts`` archives only then).
+        """
         self._start_broker()
         self._start_registry()
+        report = self.replay_retained()
+        if report.submitted:
+            log.info("replayed the archive into the new broker: %s", report)
         self._write_info()
         self._watcher = threading.Thread(target=self._watch, name="alerts-broker-watch", daemon=True)
         self._watcher.start()

