@@ -248,3 +248,20 @@ def test_reader_picks_up_files_written_by_another_process(tmp_path: Path, form: 
         assert query(reader, "SELECT count(*) FROM beta.t") == [(5,)]
     finally:
         reader.close()
+
+
+def test_a_reader_sees_another_writers_tables_after_refresh(catalog_url: str) -> None:
+    writer = open_catalog(catalog_url, read_only=False)
+    reader = open_catalog(catalog_url, read_only=True)
+    try:
+        writer.load_table(pa.table({"objectid": [1, 2, 3]}), "mine.t")
+        assert reader.resolve("mine", "t") is None
+        reader.refresh()
+        assert reader.resolve("mine", "t").row_count == 3
+        assert query(reader, "SELECT count(*) FROM mine.t") == [(3,)]
+        before = reader.schemas()
+        reader.refresh()  # nothing changed: the same metadata objects stay
+        assert reader.schemas() == before
+    finally:
+        reader.close()
+        writer.close()

@@ -1089,6 +1089,7 @@ class PostgresCatalog(CatalogDatabase):
         }
         self._dsn = {k: v for k, v in params.items() if v is not None}
         self._pool = ThreadedConnectionPool(1, pool_size, **self._dsn)
+        self._version = -1
         self._bootstrap()
         self.refresh()
 
@@ -1121,19 +1122,26 @@ class PostgresCatalog(CatalogDatabase):
             cur.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s", (TAP_SCHEMA_NAME,)
             )
-            if cur.fetchone()[0] >= len(TAP_SCHEMA_COLUMNS):
-                return
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {TAP_SCHEMA_NAME}")
+            if cur.fetchone()[0] < len(TAP_SCHEMA_COLUMNS):
+                self._create_tap_schema(cur)
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {META_SCHEMA}")
-            for name, cols in TAP_SCHEMA_COLUMNS.items():
-                ddl = ", ".join(
-                    f"{c} {pg}{' NOT NULL' if c.strip(chr(34)) in _not_null(name) else ''}"
-                    for c, _, pg in cols
-                )
-                cur.execute(f"CREATE TABLE IF NOT EXISTS {TAP_SCHEMA_NAME}.{name} ({ddl})")
-            ddl = ", ".join(f"{c} {pg}" for c, _, pg in EXTRA_COLUMNS)
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.positions ({ddl})")
-            self._insert_rows(cur, tap_schema_rows())
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.version (v bigint NOT NULL)")
+            cur.execute(
+                f"INSERT INTO {META_SCHEMA}.version SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM {META_SCHEMA}.version)"
+            )
+
+    def _create_tap_schema(self, cur: Any) -> None:
+        """The five TAP_SCHEMA tables with TAP_SCHEMA's own description, and pachon_meta."""
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {TAP_SCHEMA_NAME}")
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {META_SCHEMA}")
+        for name, cols in TAP_SCHEMA_COLUMNS.items():
+            ddl = ", ".join(
+                f"{c} {pg}{' NOT NULL' if c.strip(chr(34)) in _not_null(name) else ''}" for c, _, pg in cols
+            )
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {TAP_SCHEMA_NAME}.{name} ({ddl})")
+        ddl = ", ".join(f"{c} {pg}" for c, _, pg in EXTRA_COLUMNS)
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {META_SCHEMA}.positions ({ddl})")
+        self._insert_rows(cur, tap_schema_rows())
 
     @staticmethod
     def _insert_rows(cur: Any, rows: dict[str, list[tuple[Any, ...]]]) -> None:
@@ -1144,7 +1152,12 @@ class PostgresCatalog(CatalogDatabase):
                 execute_values(cur, f"INSERT INTO {TAP_SCHEMA_NAME}.{name} VALUES %s", values)
 
     def refresh(self) -> None:
+        """Re-read tap_schema when a writer bumped ``pachon_meta.version`` (else one tiny query)."""
         with self._raw() as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT v FROM {META_SCHEMA}.version")
+            version = cur.fetchone()[0]
+            if version == self._version and self._schemas:
+                return
             rows: dict[str, list[tuple[Any, ...]]] = {}
             for name, cols in TAP_SCHEMA_COLUMNS.items():
                 cur.execute(f"SELECT {', '.join(c for c, _, _ in cols)} FROM {TAP_SCHEMA_NAME}.{name}")
@@ -1159,6 +1172,7 @@ class PostgresCatalog(CatalogDatabase):
             else s
             for s in schemas
         ]
+        self._version = version
 
     def add_connection_setup(self, setup: Callable[[Any], None]) -> None:
         with self._raw() as conn:
@@ -1181,6 +1195,7 @@ class PostgresCatalog(CatalogDatabase):
     def _write_meta(
         self, cur: Any, schema: SchemaInfo, tables: Iterable[TableInfo], sort: dict[str, str | None]
     ) -> None:
+        cur.execute(f"UPDATE {META_SCHEMA}.version SET v = v + 1")
         cur.execute(f"DELETE FROM {TAP_SCHEMA_NAME}.schemas WHERE schema_name = %s", (schema.name,))
         self._insert_rows(
             cur, {"schemas": [(schema.name, schema.utype, schema.description, schema.schema_index)]}
