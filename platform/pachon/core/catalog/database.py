@@ -49,8 +49,27 @@ Concurrency (why writers never touch the file a reader has open)
       file). Its only limitation is that every write copies the whole file, so a large
       multi-schema file is better split into the folder form.
 
-    PostgreSQL needs none of this: MVCC lets writers and readers run concurrently, and
-    :meth:`refresh` simply re-reads ``tap_schema``.
+    * The lock file is ``.<file>.lock`` beside the catalog file; temporary files start with
+      ``.`` too, so a reader never mistakes them (or a crashed writer's leftovers) for a
+      schema.
+
+    PostgreSQL needs none of this: MVCC lets writers and readers run concurrently. Every
+    write bumps ``pachon_meta.version``; :meth:`refresh` reads that one row and re-reads
+    ``tap_schema`` only when it changed.
+
+API at a glance (the TAP service and the pipelines code against these names)::
+
+    cat = open_catalog(url, read_only=True)          # DuckDBCatalog | PostgresCatalog
+    cat.dialect                                      # "duckdb" | "postgresql"
+    cat.create_schema("dp1", "dp2")                  # empty Felis tables + TAP_SCHEMA rows
+    cat.ingest(path, "mine.stars", ra="ra", dec="dec")    # -> IngestReport
+    cat.load_table(arrow_or_astropy, "dp2.Object")   # fills Felis tables, or creates one
+    cat.schemas(); cat.resolve("dp2", "object")      # SchemaInfo list / TableInfo | None
+    cat.refresh()                                    # pick up new/replaced tables
+    with cat.connection() as conn: ...               # DuckDB cursor | pooled psycopg2 conn
+    with cat.uploads({"pos": table}) as infos: ...   # TAP_UPLOAD tables for one query
+    cat.add_connection_setup(fn)                     # install UDFs the translated SQL calls
+    cat.close()
 
 Hidden spatial columns (DuckDB): a positioned table gets ``pachon_hpx`` and ``pachon_x/y/z``
 (see :mod:`pachon.core.catalog.model`) and its rows are stored sorted by ``pachon_hpx``;
