@@ -140,6 +140,12 @@ class QueryService:
             run.error = exc.message
             self._record(run)
             raise
+        except formats.ResultStreamError as exc:
+            # a CSV/Parquet/FITS result failed before any byte was sent: answer a clean error
+            timer.cancel()
+            run.error = run.error or str(exc)
+            self._record(run)
+            raise QueryError(run.error) from None
         except BaseException:
             timer.cancel()
             raise

@@ -457,3 +457,14 @@ async def test_url_upload_and_ssrf_guard(make_client, csv_server: str) -> None: 
         answer = await client.post("/tap/sync", data=data)
         assert answer.status_code == 200, answer.text
         assert list(table_of(answer)["tag"]) == ["a", "b"]
+
+
+async def test_csv_time_limit_is_a_clean_error(make_client) -> None:  # type: ignore[no-untyped-def]
+    slow = (
+        "SELECT COUNT(*) AS n FROM bench.forcedsource AS a, bench.forcedsource AS b, bench.forcedsource AS c "
+        "WHERE a.psf_flux + b.psf_flux + c.psf_flux > 0"
+    )
+    async with make_client(sync_timeout_s=1.0) as client:
+        answer = await client.post("/tap/sync", data={"LANG": "ADQL", "QUERY": slow, "RESPONSEFORMAT": "csv"})
+        assert answer.status_code == 400 and status_of(answer)[0] == "ERROR"
+        assert "time limit" in (status_of(answer)[1] or "")
