@@ -36,6 +36,7 @@ from pachon.core.catalog import CatalogDatabase
 from pachon.core.catalog.model import ColumnInfo, TableInfo
 
 from .. import adql, formats
+from ..adql import nodes as adql_nodes
 from ..config import TapConfig
 from ..exceptions import ExecutionTimeoutError, JobAbortedError, QueryError, TapError, UploadError
 from ..models.params import TapParams
@@ -263,6 +264,8 @@ class QueryService:
             stack.callback(handle.detach)
             try:
                 row_bound = min(translation.top if translation.top is not None else maxrec + 1, maxrec + 1)
+                if _aggregated(tree):
+                    row_bound = min(row_bound, _CLIENT_CURSOR_ROWS)
                 batches = self._fetch(
                     conn, translation.sql, columns, metadata_only=maxrec == 0, row_bound=row_bound
                 )
@@ -391,6 +394,26 @@ class _RequestResolver:
         if schema is not None and schema.upper() == "TAP_UPLOAD":
             return self._uploads.get(table.lower())
         return self._catalog.resolve(schema, table)
+
+
+_AGGREGATES = frozenset({"count", "sum", "avg", "min", "max", "ivo_string_agg"})
+
+
+def _aggregated(tree: Any) -> bool:
+    """Whether the query's top level aggregates (GROUP BY, or only aggregate functions).
+
+    Its result then has one row per group, so it is read with an ordinary (parallel-capable)
+    PostgreSQL cursor; still bounded by MAXREC.
+    """
+    body = getattr(tree, "body", None)
+    if not isinstance(body, adql_nodes.Select):
+        return False
+    if body.group_by:
+        return True
+    return bool(body.items) and all(
+        isinstance(item.expr, adql_nodes.FuncCall) and item.expr.name.lower() in _AGGREGATES
+        for item in body.items
+    )
 
 
 def _fetchmany(cursor: Any) -> Iterator[list[tuple[Any, ...]]]:
