@@ -23,7 +23,7 @@ group = typer.Typer(
     "Examples:\n\n"
     "  pachon catalog create --schema dp1\n\n"
     "  pachon catalog ingest stars.parquet --table mine.stars --ra ra --dec dec\n\n"
-    "  pachon catalog list --catalog duckdb:///data/cat.duckdb",
+    "  pachon catalog list --catalog duckdb:///data/cat.duckdb      (relative; duckdb:////abs/path for absolute)",
     no_args_is_help=True,
 )
 

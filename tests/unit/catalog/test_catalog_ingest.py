@@ -278,14 +278,15 @@ def test_load_table_accepts_astropy_with_units_and_masks(catalog) -> None:
 
 
 def test_duckdb_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for url in (f"duckdb://{tmp_path}/a/", f"duckdb:///{tmp_path}/a/"):
-        cat = open_catalog(url)
-        assert cat.path == tmp_path / "a" and cat.folder_mode
-        cat.close()
-    monkeypatch.chdir(tmp_path)
-    cat = open_catalog("duckdb:///./rel/cat.duckdb")
-    assert cat.path == tmp_path / "rel" / "cat.duckdb" and not cat.folder_mode
+    """SQLAlchemy's rule: three slashes and a relative path, four slashes for an absolute one."""
+    cat = open_catalog(f"duckdb:///{tmp_path}/a/")  # tmp_path is absolute: duckdb:////tmp/…
+    assert cat.path == tmp_path / "a" and cat.folder_mode
     cat.close()
+    monkeypatch.chdir(tmp_path)
+    for url in ("duckdb:///rel/cat.duckdb", "duckdb:///./rel/cat.duckdb"):
+        cat = open_catalog(url)
+        assert cat.path == tmp_path / "rel" / "cat.duckdb" and not cat.folder_mode
+        cat.close()
     for bad in ("duckdb://", "duckdb:///", "duckdb:///:memory:", "sqlite:///x.db"):
         with pytest.raises(CatalogError):
             open_catalog(bad)

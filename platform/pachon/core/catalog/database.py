@@ -1351,12 +1351,12 @@ def default_catalog_url(settings: Any = None) -> str:
 def open_catalog(url: str | None = None, read_only: bool = True) -> CatalogDatabase:
     """Open the catalog at an SQLAlchemy-style URL (default: the settings' catalog).
 
-    DuckDB paths: ``duckdb:///abs/path`` and ``duckdb:////abs/path`` both mean the absolute
-    path ``/abs/path`` (what everyone here writes); a path relative to the working folder is
-    written ``duckdb:///./rel/path``. A trailing ``/`` (or an existing folder, or a path
-    without suffix) selects the folder form, anything else the single-file form.
+    DuckDB paths follow SQLAlchemy's rule (as for ``sqlite:``): ``duckdb:///cat.duckdb`` is
+    ``cat.duckdb`` relative to the working folder and ``duckdb:////abs/path`` is the absolute
+    path ``/abs/path``. A trailing ``/`` (or an existing folder, or a path without suffix)
+    selects the folder form, anything else the single-file form.
 
-    >>> cat = open_catalog("duckdb:///tmp/catalog/", read_only=False)  # doctest: +SKIP
+    >>> cat = open_catalog("duckdb:////tmp/catalog/", read_only=False)  # doctest: +SKIP
     >>> cat.ingest("object.parquet", "bench.object", ra="ra", dec="dec").summary()  # doctest: +SKIP
     """
     if url is None:
@@ -1369,7 +1369,7 @@ def open_catalog(url: str | None = None, read_only: bool = True) -> CatalogDatab
             raise CatalogError(
                 f"bad DuckDB URL {url!r}; expected duckdb:///path/file.duckdb or duckdb:///path/folder/"
             )
-        path = Path(raw[1:]).resolve() if raw.startswith(("/./", "/../")) else Path("/" + raw.lstrip("/"))
+        path = Path(raw[1:]).resolve()  # "/rel" → rel (relative), "//abs" → /abs (absolute)
         return DuckDBCatalog(url, path, read_only)
     if url.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
         url = url.replace("postgresql+psycopg2://", "postgresql://").replace("postgres://", "postgresql://")
