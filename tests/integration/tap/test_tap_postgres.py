@@ -82,3 +82,28 @@ def test_postgres_async_upload_overflow(pg_server) -> None:  # type: ignore[no-u
     assert len(cut) == 11
     history = __import__("httpx").get(pg_server.url + "/history", params={"limit": 3}).json()
     assert history["user"] == "anonymous" and len(history["queries"]) == 3
+
+
+def test_postgres_execution_duration_cancels(pg_server) -> None:  # type: ignore[no-untyped-def]
+    """EXECUTIONDURATION cancels the running statement on the server (psycopg2 cancel)."""
+    import time
+
+    import httpx
+
+    slow = (
+        "SELECT COUNT(*) AS n FROM bench.forcedsource AS a, bench.forcedsource AS b, bench.forcedsource AS c "
+        "WHERE a.psf_flux + b.psf_flux + c.psf_flux > 0"
+    )
+    with httpx.Client(timeout=60) as client:
+        job = client.post(pg_server.url + "/async", data={"LANG": "ADQL", "QUERY": slow}).headers["location"]
+        client.post(job + "/executionduration", data={"EXECUTIONDURATION": "1"})
+        t0 = time.monotonic()
+        client.post(job + "/phase", data={"PHASE": "RUN"})
+        done = client.get(job, params={"WAIT": "30"}).text
+        assert time.monotonic() - t0 < 15
+        assert "<uws:phase>ERROR</uws:phase>" in done and "time limit" in done
+        # the connection went back to the pool in a usable state
+        again = client.post(
+            pg_server.url + "/sync", data={"LANG": "ADQL", "QUERY": "SELECT COUNT(*) AS n FROM bench.object"}
+        )
+        assert again.status_code == 200 and b"QUERY_STATUS" in again.content
