@@ -66,8 +66,8 @@ class TapConfig:
         """Build the configuration from the installation's settings and CLI choices."""
         settings = settings or get_settings()
         url = catalog_url or settings.catalog_url
-        if url is None:
-            url = f"duckdb:///{(settings.catalog_dir / 'catalog.duckdb').resolve()}"
+        if url is None:  # the repo's embedded catalog: one DuckDB file per release in REPO/catalog/
+            url = f"duckdb:///{settings.catalog_dir.resolve()}/"
         state_url = settings.state_url
         return cls(
             catalog_url=url,
