@@ -95,11 +95,13 @@ class TemplateConfig(_Config):
 
     max_visits: int = Field(default=6, description="visits per band combined into a template")
     early_fraction: float = Field(
-        default=0.5, description="choose among the first fraction of visits in time"
+        default=0.6, description="choose among the first fraction of visits in time"
+    )
+    max_seeing_ratio: float = Field(
+        default=1.3, description="inputs with seeing worse than this × the best candidate's are left out"
     )
     pixel_scale_arcsec: float = 0.2
     patch_size: int = Field(default=2048, description="patch side in pixels")
-    patch_overlap: int = 64
     skymap: str = "pachon_field"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["INDEX_BITS", "ccd_visit_id", "pack_ids", "unpack_id"]
+__all__ = ["INDEX_BITS", "KINDS", "ccd_visit_id", "pack_ids", "unpack_id"]
 
 INDEX_BITS = 17
 _MAX_CCD_VISIT = 2 ** (63 - INDEX_BITS)
@@ -26,24 +26,29 @@ def ccd_visit_id(visit: int, detector: int) -> int:
     return value
 
 
-def pack_ids(visit: int, detector: int, index: np.ndarray | int, *, kind: int = 0) -> np.ndarray:
-    """IDs for rows ``index`` of one detector-visit; ``kind`` (0–1) separates ID spaces (sources, DIA).
+KIND_BITS = 2
+KINDS = {"source": 0, "dia_source": 1, "dia_forced_source": 2}
 
-    The top index bit is the kind, so a ``sourceId`` and a ``diaSourceId`` of the same row differ.
+
+def pack_ids(visit: int, detector: int, index: np.ndarray | int, *, kind: int = 0) -> np.ndarray:
+    """IDs for rows ``index`` of one detector-visit; ``kind`` (0–3, :data:`KINDS`) separates ID spaces.
+
+    The top two index bits hold the kind, so a ``sourceId``, a ``diaSourceId`` and a
+    ``diaForcedSourceId`` of the same row number differ.
     """
     idx = np.asarray(index, dtype=np.int64)
-    if np.any(idx < 0) or np.any(idx >= 2 ** (INDEX_BITS - 1)):
-        raise ValueError(f"row index out of range for packing (max {2 ** (INDEX_BITS - 1) - 1})")
-    return (
-        np.int64(ccd_visit_id(visit, detector)) * np.int64(2**INDEX_BITS)
-        + np.int64(kind) * np.int64(2 ** (INDEX_BITS - 1))
-        + idx
-    )
+    limit = 2 ** (INDEX_BITS - KIND_BITS)
+    if np.any(idx < 0) or np.any(idx >= limit):
+        raise ValueError(f"row index out of range for packing (max {limit - 1} rows per detector-visit)")
+    if not 0 <= kind < 2**KIND_BITS:
+        raise ValueError(f"kind {kind} outside 0–{2**KIND_BITS - 1}")
+    base = np.int64(ccd_visit_id(visit, detector)) * np.int64(2**INDEX_BITS)
+    return np.asarray(base + np.int64(kind) * np.int64(limit) + idx)
 
 
 def unpack_id(value: int) -> tuple[int, int, int, int]:
     """Inverse of :func:`pack_ids`: (visit, detector, kind, index)."""
     ccd, rest = divmod(int(value), 2**INDEX_BITS)
-    kind, index = divmod(rest, 2 ** (INDEX_BITS - 1))
+    kind, index = divmod(rest, 2 ** (INDEX_BITS - KIND_BITS))
     visit, detector = divmod(ccd, 1000)
     return visit, detector, kind, index

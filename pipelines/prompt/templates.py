@@ -59,7 +59,10 @@ def choose_template_visits(exposures: list[dict[str, Any]], config: PromptConfig
         rows = sorted(rows, key=lambda r: r["mjd"])
         n_early = max(1, int(np.ceil(config.template.early_fraction * len(rows))))
         early = sorted(rows[:n_early], key=lambda r: r["seeing"])
-        out[band] = sorted(r["id"] for r in early[: config.template.max_visits])
+        # PSF matching degrades every input to the worst one's seeing: skip inputs much worse than the best
+        best = early[0]["seeing"]
+        good = [r for r in early if r["seeing"] <= config.template.max_seeing_ratio * best]
+        out[band] = sorted(r["id"] for r in good[: config.template.max_visits])
     return out
 
 
