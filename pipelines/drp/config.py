@@ -1,0 +1,42 @@
+"""Configuration of a data-release run: one pydantic model, written beside the outputs as provenance."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pachon.pipelines.prompt.config import PromptConfig
+
+__all__ = ["DrpConfig"]
+
+
+class DrpConfig(BaseModel):
+    """Everything (besides the input repo) that decides what a release contains.
+
+    The single-visit steps reuse prompt processing's configuration (``prompt``); the multi-visit
+    steps (association, global astrometry, ubercal, forced photometry) have their own fields.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    link_radius_arcsec: float = Field(
+        default=1.0,
+        description="friends-of-friends linking length that groups sources of different visits into one "
+        "Object; ≥ the motion of a 300 mas/yr star between consecutive visits",
+    )
+    min_visits: int = Field(default=3, description="sources in fewer visits do not make an Object")
+    astrometry_min_visits: int = Field(
+        default=6, description="fewer measurements fit position only (no proper motion or parallax)"
+    )
+    astrometry_iterations: int = Field(
+        default=3, description="alternations of star fits and per-detector-visit offset solutions"
+    )
+    astrometry_bright_snr: float = Field(default=30.0, description="stars used for offsets and noise floor")
+    ubercal_min_snr: float = Field(default=30.0, description="sources used in the photometric solution")
+    ubercal_clip: float = Field(default=4.0, description="sigma clipping of the ubercal residuals")
+    ref_epoch_mjd: float = Field(
+        default=57388.0, description="epoch of Object positions (J2016.0, the reference catalog's epoch)"
+    )
+    extendedness_threshold: float = Field(
+        default=0.5, description="Objects whose median per-visit extendedness exceeds this are extended"
+    )

@@ -1,0 +1,238 @@
+"""Quality metrics of a release, the SRD's way where the SRD defines them, against truth otherwise.
+
+``AM1`` (faro/validate_drp): bright point sources (median PSF magnitude in [17, 21.5)); pairs whose
+mean positions are 5′ ± 1′ apart; for each pair the separation in every visit where both were
+measured, its sample standard deviation (ddof = 1, ≥ 2 visits); AM1 is the median over pairs, in mas.
+We pool all bands (astrometry is achromatic here); faro computes it per band.
+``PA1``: for point sources with per-visit S/N > ``pa1_min_snr`` (the high-S/N cut Rubin chose so shot
+noise does not eat the budget) and ≥ 3 measurements in a band, the rms of their magnitudes about the
+mean; PA1 is the median over (star, band), in mmag.
+Against truth (the simulator's catalogs; Objects are positions at J2016.0 like the truth):
+completeness (truth stars+galaxies that fell on ≥ ``min_visits`` detector-visits, per truth r
+magnitude bin) and purity (Objects with a truth counterpart within ``match_radius``, per Object r bin);
+star/galaxy accuracy (extendedness vs truth type, r < 23); proper-motion and parallax pulls
+((fit − truth)/error; mean and standard deviation of pulls with |pull| < 5, fitted stars only); and the
+median absolute position error per coordinate at J2016.0 (the SRD's AA1 against truth).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from astropy.table import Table, vstack
+from scipy.spatial import cKDTree
+
+from pachon.core.repo import COLLECTIONS, DataRepository
+from pachon.pipelines.drp.config import DrpConfig
+from pachon.pipelines.drp.multivisit import unit_vectors
+
+__all__ = ["Metric", "am1", "compute_release_metrics", "pa1", "pulls"]
+
+Metric = tuple[float, str, str]
+"""(value, unit, description)"""
+
+MAG_BINS = (18.0, 19.0, 20.0, 21.0, 22.0, 23.0, 24.0, 25.0)
+
+
+def _mag(flux: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(flux > 0, -2.5 * np.log10(flux) + 31.4, np.nan)
+
+
+def am1(
+    sources: Table,
+    extended: dict[int, bool],
+    *,
+    distance_arcmin: float = 5.0,
+    width_arcmin: float = 2.0,
+    mag_range: tuple[float, float] = (17.0, 21.5),
+) -> tuple[float, int]:
+    """faro's AMx on per-visit positions; returns (median rms in mas, number of pairs)."""
+    oid = np.asarray(sources["objectId"], np.int64)
+    keep = oid >= 0
+    s = sources[keep]
+    oid = oid[keep]
+    mags = _mag(np.asarray(s["psfFlux"], float))
+    uo, inv = np.unique(oid, return_inverse=True)
+    med = np.array([np.nanmedian(mags[inv == k]) if np.any(inv == k) else np.nan for k in range(len(uo))])
+    point = np.array([not extended.get(int(o), True) for o in uo])
+    good = point & (med >= mag_range[0]) & (med < mag_range[1])
+    if good.sum() < 2:
+        return float("nan"), 0
+    ra = np.asarray(s["coord_ra"], float)
+    dec = np.asarray(s["coord_dec"], float)
+    visit = np.asarray(s["visit"], np.int64)
+    vec = unit_vectors(ra, dec)
+    mean_vec = np.zeros((len(uo), 3))
+    np.add.at(mean_vec, inv, vec)
+    mean_vec /= np.linalg.norm(mean_vec, axis=1)[:, None]
+    idx = np.flatnonzero(good)
+    lo = np.radians((distance_arcmin - width_arcmin / 2) / 60)
+    hi = np.radians((distance_arcmin + width_arcmin / 2) / 60)
+    tree = cKDTree(mean_vec[idx])
+    pairs = tree.query_pairs(2 * np.sin(hi / 2), output_type="ndarray")
+    per_obj: dict[int, dict[int, np.ndarray]] = {}
+    for k in idx:
+        rows = np.flatnonzero(inv == k)
+        per_obj[int(k)] = {int(v): vec[r] for v, r in zip(visit[rows], rows, strict=True)}
+    values = []
+    for a, b in pairs:
+        ka, kb = int(idx[a]), int(idx[b])
+        sep0 = np.arccos(np.clip(mean_vec[ka] @ mean_vec[kb], -1, 1))
+        if sep0 < lo or sep0 > hi:
+            continue
+        common = sorted(set(per_obj[ka]) & set(per_obj[kb]))
+        if len(common) < 2:
+            continue
+        seps = np.array([np.arccos(np.clip(per_obj[ka][v] @ per_obj[kb][v], -1, 1)) for v in common])
+        values.append(np.std(np.degrees(seps) * 3.6e6, ddof=1))
+    if not values:
+        return float("nan"), 0
+    return float(np.median(values)), len(values)
+
+
+def pa1(sources: Table, extended: dict[int, bool], *, min_snr: float = 100.0) -> tuple[float, int]:
+    """Median over (star, band) of the rms of bright point sources' magnitudes (mmag) and the count."""
+    oid = np.asarray(sources["objectId"], np.int64)
+    snr = np.asarray(sources["psfFlux"], float) / np.asarray(sources["psfFluxErr"], float)
+    point = np.array([not extended.get(int(o), True) for o in oid])
+    flags = np.asarray(sources["pixelFlags_saturated"], bool) | np.asarray(sources["pixelFlags_edge"], bool)
+    m = (oid >= 0) & point & (snr > min_snr) & ~flags
+    mags = _mag(np.asarray(sources["psfFlux"], float))[m]
+    key = np.char.add(np.asarray(sources["band"]).astype(str)[m], oid[m].astype(str))
+    rms = []
+    for k in np.unique(key):
+        x = mags[key == k]
+        if len(x) >= 3:
+            rms.append(np.sqrt(np.mean((x - x.mean()) ** 2)) * 1000)
+    return (float(np.median(rms)), len(rms)) if rms else (float("nan"), 0)
+
+
+def pulls(fit: np.ndarray, err: np.ndarray, truth: np.ndarray, clip: float = 5.0) -> tuple[float, float, int]:
+    """Mean and standard deviation of (fit − truth)/err over finite values with |pull| < clip."""
+    p = (fit - truth) / err
+    p = p[np.isfinite(p) & (np.abs(p) < clip)]
+    if len(p) < 2:
+        return float("nan"), float("nan"), len(p)
+    return float(np.mean(p)), float(np.std(p, ddof=1)), len(p)
+
+
+def _truth(repo: DataRepository, min_visits: int) -> tuple[Table, set[int]]:
+    butler = repo.butler
+    stars = butler.get("truth_stars", collections=COLLECTIONS["truth"])
+    gals = butler.get("truth_galaxies", collections=COLLECTIONS["truth"])
+    stars["is_galaxy"] = np.zeros(len(stars), bool)
+    gals["is_galaxy"] = np.ones(len(gals), bool)
+    for c in ("pm_ra", "pm_dec", "parallax"):
+        gals[c] = np.zeros(len(gals))
+    cols = ["id", "ra", "dec", "pm_ra", "pm_dec", "parallax", "mag_r", "is_galaxy"]
+    truth = vstack([stars[cols], gals[cols]], metadata_conflicts="silent")
+    counts: dict[int, int] = {}
+    refs = butler.query_datasets(
+        "truth_visit_sources", collections=COLLECTIONS["truth"], find_first=True, explain=False, limit=None
+    )
+    for ref in refs:
+        t = butler.get(ref)
+        for i in np.asarray(t["id"], np.int64)[
+            np.isin(np.asarray(t["type"]).astype(str), ["star", "galaxy"])
+        ]:
+            counts[int(i)] = counts.get(int(i), 0) + 1
+    seen = {i for i, c in counts.items() if c >= min_visits}
+    return truth, seen
+
+
+def compute_release_metrics(
+    repo: DataRepository,
+    objects: Table,
+    sources: Table,
+    forced: Table,
+    *,
+    config: DrpConfig | None = None,
+    match_radius_arcsec: float = 0.5,
+    pa1_min_snr: float = 100.0,
+) -> dict[str, Metric]:
+    """Every metric of a release (see the module docstring), as ``{name: (value, unit, description)}``."""
+    config = config or DrpConfig()
+    out: dict[str, Metric] = {}
+    ext_arr = np.asarray(objects["refExtendedness"], float) > config.extendedness_threshold
+    extended = {int(o): bool(e) for o, e in zip(objects["objectId"], ext_arr, strict=True)}
+    value, n = am1(sources, extended)
+    out["AM1"] = (value, "mas", f"median rms of 5′±1′ pair separations over visits ({n} pairs)")
+    value, n = pa1(sources, extended, min_snr=pa1_min_snr)
+    out["PA1"] = (value, "mmag", f"median rms of point-source mags, S/N>{pa1_min_snr:g} ({n} star-bands)")
+
+    truth, seen = _truth(repo, config.min_visits)
+    in_fp = np.isin(np.asarray(truth["id"], np.int64), np.fromiter(seen, np.int64, len(seen)))
+    tvec = unit_vectors(np.asarray(truth["ra"], float), np.asarray(truth["dec"], float))
+    ovec = unit_vectors(np.asarray(objects["coord_ra"], float), np.asarray(objects["coord_dec"], float))
+    chord = 2 * np.sin(np.radians(match_radius_arcsec / 3600) / 2)
+    # object → nearest truth; truth → nearest object (completeness)
+    d_ot, j_ot = (
+        cKDTree(tvec).query(ovec, distance_upper_bound=chord)
+        if len(ovec)
+        else (np.zeros(0), np.zeros(0, int))
+    )
+    d_to, _ = (
+        cKDTree(ovec).query(tvec, distance_upper_bound=chord)
+        if len(ovec)
+        else (np.full(len(tvec), np.inf), None)
+    )
+    matched_o = np.isfinite(d_ot)
+    matched_t = np.isfinite(d_to)
+    tmag = np.asarray(truth["mag_r"], float)
+    oflux = (
+        np.asarray(objects["r_psfFlux"], float)
+        if "r_psfFlux" in objects.colnames
+        else np.full(len(objects), np.nan)
+    )
+    omag = _mag(oflux)
+    for lo, hi in itertools.pairwise(MAG_BINS):
+        tb = in_fp & (tmag >= lo) & (tmag < hi)
+        if tb.sum():
+            out[f"completeness_r{lo:.0f}_{hi:.0f}"] = (
+                float(matched_t[tb].mean()), "", f"fraction of {int(tb.sum())} truth sources with r in [{lo:g},{hi:g}) found"
+            )  # fmt: skip
+        ob = (omag >= lo) & (omag < hi)
+        if ob.sum():
+            out[f"purity_r{lo:.0f}_{hi:.0f}"] = (
+                float(matched_o[ob].mean()), "", f"fraction of {int(ob.sum())} Objects with r in [{lo:g},{hi:g}) real"
+            )  # fmt: skip
+    out["purity"] = (
+        float(matched_o.mean()) if len(matched_o) else float("nan"),
+        "",
+        "fraction of all Objects matched to truth",
+    )
+    jm = j_ot[matched_o]
+    is_gal = np.asarray(truth["is_galaxy"], bool)[jm]
+    bright = np.asarray(truth["mag_r"], float)[jm] < 23.0
+    if bright.any():
+        out["star_galaxy_accuracy"] = (
+            float((ext_arr[matched_o][bright] == is_gal[bright]).mean()), "",
+            "fraction of matched Objects (truth r<23) whose extendedness matches the truth type",
+        )  # fmt: skip
+    # astrometry vs truth (stars only)
+    star = ~is_gal
+    oi = np.flatnonzero(matched_o)[star]
+    tj = jm[star]
+    cosd = np.cos(np.radians(np.asarray(truth["dec"], float)[tj]))
+    dra = (np.asarray(objects["coord_ra"], float)[oi] - np.asarray(truth["ra"], float)[tj]) * cosd * 3.6e6
+    ddec = (np.asarray(objects["coord_dec"], float)[oi] - np.asarray(truth["dec"], float)[tj]) * 3.6e6
+    if len(oi):
+        out["AA1_truth"] = (
+            float(np.median(np.abs(np.concatenate([dra, ddec])))), "mas",
+            "median absolute position error per coordinate at J2016.0, matched stars",
+        )  # fmt: skip
+    for col, tcol, name, _unit in (
+        ("pmRa", "pm_ra", "pmRa", "mas/yr"),
+        ("pmDec", "pm_dec", "pmDec", "mas/yr"),
+        ("parallax", "parallax", "parallax", "mas"),
+    ):
+        fit = np.asarray(objects[col], float)[oi]
+        err = np.asarray(objects[f"{col}Err"], float)[oi]
+        mean, std, n = pulls(fit, err, np.asarray(truth[tcol], float)[tj])
+        out[f"{name}_pull_mean"] = (mean, "", f"mean of (fit−truth)/err over {n} stars")
+        out[f"{name}_pull_std"] = (std, "", f"std of (fit−truth)/err over {n} stars")
+    out["n_objects"] = (float(len(objects)), "", "Objects in the release")
+    out["n_forced_sources"] = (float(len(forced)), "", "ForcedSource rows")
+    return out
