@@ -218,8 +218,12 @@ class AlertArchive:
         with self._lock:
             groups: dict[tuple[str, int, int], list[ArchivedAlert]] = {}
             fresh: list[ArchivedAlert] = []
+            known_by_night: dict[str, set[int]] = {}
             for alert in alerts:
-                known = self._id_set("packets", alert.night)
+                night = alert.night
+                known = known_by_night.get(night)
+                if known is None:  # one directory scan per night and call, not per alert
+                    known = known_by_night[night] = self._id_set("packets", night)
                 if alert.diaSourceId in known:
                     continue
                 known.add(alert.diaSourceId)
