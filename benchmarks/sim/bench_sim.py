@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,7 @@ def run(preset: str, workers: int, keep: Path | None) -> dict[str, float]:
         "--seed", "1", "--workers", str(workers), "--quiet",
     ]  # fmt: skip
     start = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ps = psutil.Process(proc.pid)
     peak = 0
@@ -53,6 +55,8 @@ def run(preset: str, workers: int, keep: Path | None) -> dict[str, float]:
             peak = max(peak, tree_rss(ps))
         time.sleep(0.2)
     wall = time.perf_counter() - start
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     output = proc.stdout.read() if proc.stdout else ""
     if proc.returncode != 0:
         print(output)
@@ -65,7 +69,7 @@ def run(preset: str, workers: int, keep: Path | None) -> dict[str, float]:
     mpix = n_dv * cfg.camera.nx * cfg.camera.ny / 1e6
     if keep is None:
         shutil.rmtree(base, ignore_errors=True)
-    return {"wall_s": wall, "peak_rss_mb": peak / 2**20, "disk_gb": size / 2**30, "detector_visits": n_dv,
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak / 2**20, "disk_gb": size / 2**30, "detector_visits": n_dv,
             "mpix": mpix, "s_per_detector_visit": wall / n_dv}  # fmt: skip
 
 
@@ -83,12 +87,16 @@ def main() -> int:
         f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; workers {args.workers}"
     )
     print(
-        f"{'preset':8} {'det-visits':>10} {'Mpix':>8} {'wall s':>8} {'s/det-visit':>11} {'peak RSS MB':>11} {'disk GB':>8}"
+        f"load average before: {os.getloadavg()[0]:.1f} (CPU s = whole process tree; wall s suffers under load)"
+    )
+    print(
+        f"{'preset':8} {'det-visits':>10} {'Mpix':>8} {'wall s':>8} {'CPU s':>8} {'s/det-visit':>11} "
+        f"{'peak RSS MB':>11} {'disk GB':>8}"
     )
     for name in args.presets:
         r = run(name, args.workers, args.keep)
         print(
-            f"{name:8} {r['detector_visits']:>10.0f} {r['mpix']:>8.0f} {r['wall_s']:>8.1f} "
+            f"{name:8} {r['detector_visits']:>10.0f} {r['mpix']:>8.0f} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} "
             f"{r['s_per_detector_visit']:>11.2f} {r['peak_rss_mb']:>11.0f} {r['disk_gb']:>8.2f}",
             flush=True,
         )

@@ -9,7 +9,7 @@ with the seed it is the run's complete provenance (it is written into the repo a
     for AM1), 20 visits over three years. Runs in every test session and in ``make demo``.
 ``small``
     9 detectors of 2048×2048 at 0.2″/px spread over a ≈1°×1° footprint (3×3 grid, 25′ pitch,
-    so AM2's 20′ pairs exist), 24 visits. A fuller demo; ≈7 GB of raws.
+    so AM2's 20′ pairs exist), 24 visits. A fuller demo; ≈8 GB of raws, ≈4.5 CPU-minutes.
 ``medium``
     4 full 4096×4096 detectors at 0.2″/px (2×2, ≈27′ across), 30 visits. For benchmarks;
     ≈16 GB of raws.

@@ -109,8 +109,8 @@ def true_flat(config_json: str, seed: int, detector: int, band: str) -> NDArray[
     cam = config.camera
     geom = DetectorGeometry(cam, detector)
     el = detector_electronics(seed, detector, cam.nx, cam.ny)
-    y, x = np.mgrid[0 : cam.ny, 0 : cam.nx].astype(np.float64)
-    fx, fy = geom.focal_plane_arcmin(x, y)
+    y, x = np.ogrid[0 : cam.ny, 0 : cam.nx]
+    fx, fy = geom.focal_plane_arcmin(x.astype(np.float64), y.astype(np.float64))
     vignetting = 1.0 - 0.02 * (fx * fx + fy * fy) / 100.0
     rng = _seed(seed, 11, detector)
     prnu = 1.0 + rng.normal(0, 0.005, (cam.ny, cam.nx))
@@ -126,8 +126,9 @@ def pipeline_flat(config_json: str, seed: int, detector: int, band: str) -> NDAr
     config = SimConfig.model_validate_json(config_json)
     cam = config.camera
     rng = _seed(seed, 13, detector, BANDS.index(band))
-    y, x = np.mgrid[0 : cam.ny, 0 : cam.nx].astype(np.float64)
-    err = np.zeros_like(x)
+    yo, xo = np.ogrid[0 : cam.ny, 0 : cam.nx]
+    y, x = yo.astype(np.float64), xo.astype(np.float64)
+    err = np.zeros((cam.ny, cam.nx))
     for _ in range(4):
         kx, ky = rng.uniform(0.5, 2.5, 2) * 2 * math.pi / np.array([cam.nx, cam.ny])
         err += np.cos(kx * x + ky * y + rng.uniform(0, 2 * math.pi))
@@ -333,7 +334,7 @@ def render_detector_visit(
             continue
         _add_point(image, psf, x[k], y[k], counts[k], fwhm[k], pe1[k], pe2[k], h)
 
-    yy, xx = np.mgrid[0:ny, 0:nx]
+    yy, xx = np.ogrid[0:ny, 0:nx]
     gradient = 1.0 + 0.01 * ((xx - nx / 2) / nx * math.cos(visit.jitter_seed) + (yy - ny / 2) / ny)
     flat = true_flat(config_json, seed, detector, visit.band)
     expected = (image + sky_e * gradient) * flat

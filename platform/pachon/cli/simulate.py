@@ -14,7 +14,7 @@ Simulate a survey with known truth into a data repository (created if missing).
 
 Writes raw detector images (ADU, with overscan, nominal WCS), imperfect flats, a Gaia-like reference catalog and the truth tables (stars, galaxies, variables, transients, asteroid orbits, per-visit sources and ephemerides). Same seed, same bytes; an interrupted run resumes where it stopped.
 
-Presets: tiny (4×1k² detectors, 20 visits, ~25 s), small (9×2k² over ~1°, 24 visits, ~7 GB), medium (4×4k², 30 visits, ~16 GB).
+Presets: tiny (4×1k² detectors, 20 visits, ~25 s), small (9×2k² over ~1°, 24 visits, ~8 GB), medium (4×4k², 30 visits, ~16 GB).
 
 Examples:
 
