@@ -56,6 +56,19 @@ def table_of(response: httpx.Response):  # type: ignore[no-untyped-def]
     return parse_single_table(io.BytesIO(response.content)).to_table()
 
 
+async def wait_final(client: httpx.AsyncClient, job: str, timeout: float = 10) -> httpx.Response:
+    """Block with UWS WAIT until the job leaves PENDING/QUEUED/EXECUTING (WAIT returns at
+    every phase change, e.g. QUEUED -> EXECUTING, so loop)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = await client.get(job, params={"WAIT": str(max(1, int(deadline - time.monotonic())))})
+        phase = ElementTree.fromstring(response.content).find(UWS + "phase")
+        if phase is None or phase.text not in ("PENDING", "QUEUED", "EXECUTING"):
+            return response
+        if time.monotonic() > deadline:
+            return response
+
+
 def status_of(response: httpx.Response) -> tuple[str | None, str | None]:
     """The last QUERY_STATUS INFO of a VOTable (the trailing one tells OVERFLOW or a late ERROR)."""
     vo_parse(io.BytesIO(response.content))  # must be a valid VOTable
@@ -189,7 +202,7 @@ async def test_async_lifecycle(make_client) -> None:  # type: ignore[no-untyped-
         params = await client.post(job + "/parameters", data={"MAXREC": "2"})
         assert params.status_code == 303
         assert (await client.post(job + "/phase", data={"PHASE": "RUN"})).status_code == 303
-        done = await client.get(job, params={"WAIT": "10"})
+        done = await wait_final(client, job, 10)
         root = ElementTree.fromstring(done.content)
         assert root.get("version") == "1.1"
         assert root.find(UWS + "phase").text == "COMPLETED"  # type: ignore[union-attr]
@@ -209,7 +222,7 @@ async def test_async_error_and_action_delete(make_client) -> None:  # type: igno
             data={"LANG": "ADQL", "QUERY": "SELECT nosuchcolumn FROM bench.object", "PHASE": "RUN"},
         )
         job = created.headers["location"].removeprefix("http://testserver")
-        done = await client.get(job, params={"WAIT": "10"})
+        done = await wait_final(client, job, 10)
         assert "<uws:phase>ERROR</uws:phase>" in done.text and "errorSummary" in done.text
         error = await client.get(job + "/error")
         assert error.status_code == 200 and status_of(error)[0] == "ERROR"
@@ -231,7 +244,7 @@ async def test_execution_duration_cancels_the_query(make_client) -> None:  # typ
         await client.post(job + "/executionduration", data={"EXECUTIONDURATION": "1"})
         t0 = time.monotonic()
         await client.post(job + "/phase", data={"PHASE": "RUN"})
-        done = await client.get(job, params={"WAIT": "20"})
+        done = await wait_final(client, job, 20)
         assert time.monotonic() - t0 < 10
         assert "<uws:phase>ERROR</uws:phase>" in done.text and "time limit" in done.text
         # ABORT stops a running query too
@@ -240,7 +253,7 @@ async def test_execution_duration_cancels_the_query(make_client) -> None:  # typ
         await client.get(job, params={"WAIT": "5", "PHASE": "QUEUED"})
         await asyncio.sleep(0.3)
         await client.post(job + "/phase", data={"PHASE": "ABORT"})
-        done = await client.get(job, params={"WAIT": "10"})
+        done = await wait_final(client, job, 10)
         assert "<uws:phase>ABORTED</uws:phase>" in done.text
 
 
@@ -284,7 +297,7 @@ async def test_history_records_sync_and_async(make_client) -> None:  # type: ign
         created = await client.post(
             "/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 2 ra FROM bench.object", "PHASE": "RUN"}
         )
-        await client.get(created.headers["location"].removeprefix("http://testserver"), params={"WAIT": "10"})
+        await wait_final(client, created.headers["location"].removeprefix("http://testserver"), 10)
         entries = (await client.get("/tap/history", params={"limit": 10})).json()["queries"]
         by_query = {e["query"]: e for e in entries}
         assert by_query["SELECT TOP 4 ra FROM bench.object"]["row_count"] == 4
@@ -388,7 +401,7 @@ async def test_destruction_is_enforced(make_client) -> None:  # type: ignore[no-
             "/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 ra FROM bench.object", "PHASE": "RUN"}
         )
         job = created.headers["location"].removeprefix("http://testserver")
-        await client.get(job, params={"WAIT": "10"})
+        await wait_final(client, job, 10)
         assert (await client.get(job + "/results/result")).status_code == 200
         await client.post(job + "/destruction", data={"DESTRUCTION": "2000-01-01T00:00:00Z"})
         for _ in range(50):
