@@ -6,7 +6,7 @@ it, so ingest (COPY, q3c index, CLUSTER, ANALYZE), serving and the checksums are
 code paths as on DuckDB. The issue asks the PostgreSQL back end to at least match DaCHS
 (which runs on the same PostgreSQL).
 
-Usage: python benchmarks/tap/run_bench_postgres.py [WORKDIR]   (default /tmp/pachon-tap-bench-pg)
+Usage: python benchmarks/tap/bench_tap_postgres.py [WORKDIR]   (default /tmp/pachon-tap-bench-pg)
 """
 
 from __future__ import annotations
