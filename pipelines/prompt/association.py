@@ -250,7 +250,7 @@ def associate_visit(
             break
         ny, nx = np.shape(im.difference.data)
         x, y = im.difference.wcs.all_world2pix(
-            np.asarray(all_objects["ra"], float), np.asarray(all_objects["dec"], float), 0
+            np.asarray(all_objects["ra"], float), np.asarray(all_objects["dec"], float), 0, quiet=True
         )
         on = (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
         if not on.any():

@@ -189,7 +189,7 @@ def fit_astrometry(
     ra, dec = propagate_refcat(refcat, epoch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rx, ry = nominal_wcs.all_world2pix(ra, dec, 0)
+        rx, ry = nominal_wcs.all_world2pix(ra, dec, 0, quiet=True)
     scale_arcsec = float(np.sqrt(abs(np.linalg.det(nominal_wcs.pixel_scale_matrix))) * 3600)
     max_px = config.max_offset_arcsec / scale_arcsec
     inside = np.isfinite(rx) & (rx > -max_px) & (rx < nx + max_px) & (ry > -max_px) & (ry < ny + max_px)
@@ -245,7 +245,7 @@ def fit_astrometry(
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                px, py = wcs.all_world2pix(ra[inside], dec[inside], 0)
+                px, py = wcs.all_world2pix(ra[inside], dec[inside], 0, quiet=True)
             ia, ib = _match(
                 np.column_stack([all_x[cand], all_y[cand]]),
                 np.column_stack([px, py]),

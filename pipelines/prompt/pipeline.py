@@ -410,7 +410,8 @@ def build_templates(
                 ref = repo.butler.find_dataset(
                     "template_coadd", data_id, collections=COLLECTIONS["templates"]
                 )
-                repo.butler.pruneDatasets([ref], disassociate=True, unstore=True, purge=True)
+                if ref is not None:
+                    repo.butler.pruneDatasets([ref], disassociate=True, unstore=True, purge=True)
             repo.put(tmpl, "template_coadd", **data_id)
         report.patches[band] = [p for p, _ in made]
     clear_caches()

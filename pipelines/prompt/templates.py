@@ -95,7 +95,7 @@ def template_for_detector(patches: list[Exposure], wcs: WCS, shape: tuple[int, i
     tract_wcs = first.wcs.deepcopy()
     tract_wcs.wcs.crpix = tract_wcs.wcs.crpix + np.array([first.meta["PATCHX0"], first.meta["PATCHY0"]])
     tract_wcs.wcs.set()
-    tx, ty = tract_wcs.all_world2pix(ra, dec, 0)
+    tx, ty = tract_wcs.all_world2pix(ra, dec, 0, quiet=True)
     pad = 40
     x0, x1 = int(np.floor(tx.min())) - pad, int(np.ceil(tx.max())) + pad
     y0, y1 = int(np.floor(ty.min())) - pad, int(np.ceil(ty.max())) + pad
