@@ -57,6 +57,20 @@ EXAMPLES: tuple[Example, ...] = (
         tables=("dp1.Object",),
     ),
     Example(
+        id="dp1-light-curve",
+        name="Light curve of one object",
+        description="Forced photometry of one DP1 object in every visit, with the visit's mid-exposure "
+        "time and the AB magnitude, in time order.",
+        query="SELECT fs.band, v.expMidptMJD, fs.psfFlux, fs.psfFluxErr,\n"
+        "       scisql_nanojanskyToAbMag(fs.psfFlux) AS psfMag,\n"
+        "       scisql_nanojanskyToAbMagSigma(fs.psfFlux, fs.psfFluxErr) AS psfMagErr\n"
+        "FROM dp1.ForcedSource AS fs\n"
+        "JOIN dp1.Visit AS v ON v.visit = fs.visit\n"
+        "WHERE fs.objectId = 614435753623041404\n"
+        "ORDER BY v.expMidptMJD",
+        tables=("dp1.ForcedSource", "dp1.Visit"),
+    ),
+    Example(
         id="obscore-images",
         name="Images near a position",
         description="ObsCore records of calibrated images whose centre lies within 1 degree of a position.",
