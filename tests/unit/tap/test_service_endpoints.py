@@ -481,3 +481,16 @@ async def test_csv_time_limit_is_a_clean_error(make_client) -> None:  # type: ig
         answer = await client.post("/tap/sync", data={"LANG": "ADQL", "QUERY": slow, "RESPONSEFORMAT": "csv"})
         assert answer.status_code == 400 and status_of(answer)[0] == "ERROR"
         assert "time limit" in (status_of(answer)[1] or "")
+
+
+async def test_public_base_url_from_settings(make_client) -> None:  # type: ignore[no-untyped-def]
+    public = "https://sky.example.org/services/tap"
+    async with make_client(public_base_url=public) as client:
+        caps = await client.get("/tap/capabilities")
+        assert f'<accessURL use="base">{public}</accessURL>' in caps.text
+        created = await client.post(
+            "/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 ra FROM bench.object"}
+        )
+        assert created.headers["location"].startswith(public + "/async/")
+        listing = await client.get("/tap/async")
+        assert f'xlink:href="{created.headers["location"]}"' in listing.text
