@@ -494,3 +494,14 @@ async def test_public_base_url_from_settings(make_client) -> None:  # type: igno
         assert created.headers["location"].startswith(public + "/async/")
         listing = await client.get("/tap/async")
         assert f'xlink:href="{created.headers["location"]}"' in listing.text
+
+
+async def test_starts_on_an_empty_catalog(make_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    async with make_client(catalog_url=f"duckdb:///{tmp_path / 'empty'}/") as client:
+        answer = await client.post(
+            "/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT table_name FROM TAP_SCHEMA.tables"}
+        )
+        assert answer.status_code == 200
+        assert "tap_schema.columns" in [str(v).lower() for v in table_of(answer)["table_name"]]
+        assert (await client.get("/tap/availability")).status_code == 200
+        assert (await client.get("/tap/examples")).status_code == 200
