@@ -139,7 +139,14 @@ def test_refcat_propagation_applies_proper_motion(field) -> None:  # type: ignor
 def test_astrometry_fails_clearly_without_references(calibrated, visit) -> None:  # type: ignore[no-untyped-def]
     far = make_field(seed=9, ra0=10.0, dec0=-40.0).refcat()
     with pytest.raises(AstrometryError, match="reference stars fall on the detector"):
-        fit_astrometry(calibrated.sources, far, visit.raw.wcs, Time(MJD, format="mjd"), (1024, 1024), config=AstrometryConfig())
+        fit_astrometry(
+            calibrated.sources,
+            far,
+            visit.raw.wcs,
+            Time(MJD, format="mjd"),
+            (1024, 1024),
+            config=AstrometryConfig(),
+        )
 
 
 def test_zero_point_is_robust_to_outliers() -> None:

@@ -28,7 +28,9 @@ def scene():  # type: ignore[no-untyped-def]
     inputs = []
     for k, seeing in enumerate((0.62, 0.66, 0.7)):
         v = make_visit(field, seed=20 + k, seeing_arcsec=seeing, mjd=60900.0 + k)
-        cal = calibrate_detector(v.raw, refcat=ref, band="r", epoch=Time(60900.0 + k, format="mjd"), flat=v.flat)
+        cal = calibrate_detector(
+            v.raw, refcat=ref, band="r", epoch=Time(60900.0 + k, format="mjd"), flat=v.flat
+        )
         inputs.append(CoaddInput(cal.visit_image, cal.psf.fwhm, cal.psf))
     template = coadd(inputs, inputs[0].exposure.wcs, (1024, 1024))
     rng = np.random.default_rng(5)
@@ -37,16 +39,30 @@ def scene():  # type: ignore[no-untyped-def]
     ra, dec = inputs[0].exposure.wcs.all_pix2world(px, py, 0)
     transients = Table({"ra": ra, "dec": dec, "mag": rng.uniform(19.0, 22.5, n)})
     # star 40 fades to 30 %: a negative DIA source
-    sci_visit = make_visit(field, seed=99, seeing_arcsec=0.85, mjd=61000.0, transients=transients, variable_scale={40: 0.3})
-    cal = calibrate_detector(sci_visit.raw, refcat=ref, band="r", epoch=Time(61000.0, format="mjd"), flat=sci_visit.flat)
+    sci_visit = make_visit(
+        field, seed=99, seeing_arcsec=0.85, mjd=61000.0, transients=transients, variable_scale={40: 0.3}
+    )
+    cal = calibrate_detector(
+        sci_visit.raw, refcat=ref, band="r", epoch=Time(61000.0, format="mjd"), flat=sci_visit.flat
+    )
     warped = warp_exposure(template, cal.visit_image.wcs, (1024, 1024))
     s = cal.sources
     snr = np.asarray(s["psfFlux"]) / np.asarray(s["psfFluxErr"])
     sel = (snr > 10) & ~np.asarray(s["pixelFlags_saturated"])
     order = np.argsort(-snr[sel])
-    result = subtract(cal.visit_image, warped, cal.psf, np.asarray(s["x"])[sel][order], np.asarray(s["y"])[sel][order])
+    result = subtract(
+        cal.visit_image, warped, cal.psf, np.asarray(s["x"])[sel][order], np.asarray(s["y"])[sel][order]
+    )
     dia = detect_dia_sources(result.difference, cal.visit_image, warped, result.psf, direct_sources=s)
-    return {"field": field, "visit": sci_visit, "cal": cal, "template": warped, "result": result, "dia": dia, "transients": transients}
+    return {
+        "field": field,
+        "visit": sci_visit,
+        "cal": cal,
+        "template": warped,
+        "result": result,
+        "dia": dia,
+        "transients": transients,
+    }
 
 
 def test_basis_is_normalised() -> None:
