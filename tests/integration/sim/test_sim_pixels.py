@@ -7,6 +7,7 @@ flat; the aperture correction comes from the Moffat PSF model at the truth FWHM.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,7 +209,12 @@ def _observer_gcrs_astropy(mjd: np.ndarray) -> np.ndarray:
     from astropy.utils import iers
 
     t = Time(mjd, format="mjd", scale="tai")
-    with iers.conf.set_temp("auto_download", False), iers.conf.set_temp("auto_max_age", None):
+    with (
+        iers.conf.set_temp("auto_download", False),
+        iers.conf.set_temp("auto_max_age", None),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")  # future dates: IERS tables end, polar motion defaults to its mean
         site = EarthLocation.from_geodetic(-70.7367, -30.2446, 2663.0)
         gcrs, _ = site.get_gcrs_posvel(t)
         earth = get_body_barycentric("earth", t, ephemeris="builtin")
