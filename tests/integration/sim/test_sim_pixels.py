@@ -22,6 +22,10 @@ from pachon.core.repo import DataRepository
 from pachon.pipelines.sim.optics import MOFFAT_BETA, PsfModel
 
 
+# future observing dates are beyond ERFA's leap-second table ("dubious year"): expected, harmless
+pytestmark = pytest.mark.filterwarnings("ignore::erfa.ErfaWarning")
+
+
 @pytest.fixture(scope="module")
 def repo(tiny_repo: Path) -> Iterator[DataRepository]:
     yield DataRepository.open(tiny_repo)
