@@ -21,7 +21,6 @@ from scipy.optimize import least_squares
 from pachon.core.repo import DataRepository
 from pachon.pipelines.sim.optics import MOFFAT_BETA, PsfModel
 
-
 # future observing dates are beyond ERFA's leap-second table ("dubious year"): expected, harmless
 pytestmark = pytest.mark.filterwarnings("ignore::erfa.ErfaWarning")
 
