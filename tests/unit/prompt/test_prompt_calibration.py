@@ -129,7 +129,7 @@ def test_photometry_within_002_mag_of_truth(calibrated, visit) -> None:  # type:
 
 def test_refcat_propagation_applies_proper_motion(field) -> None:  # type: ignore[no-untyped-def]
     ref = field.refcat()
-    ra, dec = propagate_refcat(ref, Time(2026.0, format="jyear", scale="tai"))
+    _ra, dec = propagate_refcat(ref, Time(2026.0, format="jyear", scale="tai"))
     ddec_mas = (dec - np.asarray(ref["coord_dec"])) * 3.6e6
     expected = np.asarray(ref["pm_dec"]) * 10.0  # ten years
     # parallax adds at most ~1 mas here
