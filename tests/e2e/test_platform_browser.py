@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from fixtures.platform import ADMIN, ADMIN_PASSWORD, RunningPlatform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
