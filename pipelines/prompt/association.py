@@ -292,7 +292,8 @@ def associate_visit(
     if len(objects):
         apdb.store(visit_time, objects, frame, forced)
     elif forced is not None:
-        apdb.store(visit_time, pd.DataFrame(columns=["diaObjectId"]), None, forced)
+        empty = pd.DataFrame({"diaObjectId": np.zeros(0, np.int64), "ra": np.zeros(0), "dec": np.zeros(0)})
+        apdb.store(visit_time, empty, None, forced)
     return AssociationResult(
         dia_sources=dia_sources,
         dia_objects=objects,

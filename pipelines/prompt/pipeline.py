@@ -441,6 +441,7 @@ class VisitReport:
     n_matched: int = 0
     n_forced: int = 0
     alerts: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -582,6 +583,29 @@ def run_visit(
     report.n_dia_selected = 0 if dia_all is None else len(dia_all)
 
     if associate and good:
+        try:
+            _associate_and_alert(path, exposure, good, dia_all, report, config, alerts, log)
+        except Exception as exc:  # recorded in the summary; the detectors' products stay written
+            report.errors.append(f"association: {type(exc).__name__}: {exc}")
+            log(f"visit {exposure.id}: association failed: {type(exc).__name__}: {exc}")
+
+    report.seconds = time.perf_counter() - t_visit
+    _replace(repo, report.to_dict(), "prompt_visit_summary", SUMMARY_RUN, visit=exposure.id)
+    return report
+
+
+def _associate_and_alert(
+    path: str,
+    exposure: ExposureInfo,
+    good: list[DetectorOutcome],
+    dia_all: Table | None,
+    report: VisitReport,
+    config: PromptConfig,
+    alerts: bool,
+    log: Callable[[str], None],
+) -> None:
+    """Associate the visit in the APDB (once: a re-run finds it there) and send its alerts."""
+    if True:
         t0 = time.perf_counter()
         from pachon.pipelines.prompt.association import DetectorImages, associate_visit, open_apdb
 
@@ -620,10 +644,6 @@ def run_visit(
         report.stage_seconds["association"] = (
             time.perf_counter() - t0 - report.stage_seconds.get("alerts", 0.0)
         )
-
-    report.seconds = time.perf_counter() - t_visit
-    _replace(repo, report.to_dict(), "prompt_visit_summary", SUMMARY_RUN, visit=exposure.id)
-    return report
 
 
 def _region_of(o: DetectorOutcome) -> Any:

@@ -51,7 +51,7 @@ class PsfModel:
         if x is not None and y is not None and len(self.components) > 1:
             u, v = self._uv(x, y)
             img += u * self.components[1] + v * self.components[2]
-        if dx or dy:
+        if abs(dx) > 1e-3 or abs(dy) > 1e-3:
             img = ndimage.shift(img, (dy, dx), order=3, mode="constant")
         img = np.clip(img, 0.0, None)
         total = img.sum()
