@@ -274,6 +274,7 @@ class JobService:
     def _destroy(self, job_id: str) -> None:
         self._store.delete(job_id)
         self._files.remove(job_id)
+        self._notify_threadsafe(job_id)  # wake (and forget) anyone waiting on it
 
     def _submit(self, job_id: str) -> None:
         assert self._loop is not None, "JobService.start() was not called"
