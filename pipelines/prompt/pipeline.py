@@ -79,14 +79,24 @@ class ExposureInfo:
     seeing: float
 
 
+_EXPOSURE_CACHE: dict[tuple[str, int], ExposureInfo] = {}
+
+
 def list_exposures(repo: DataRepository) -> list[ExposureInfo]:
-    """Every exposure with raws, in time order (seeing from a raw header, as the observatory reported)."""
+    """Every exposure with raws, in time order (seeing from a raw header, as the observatory reported).
+
+    Headers are read once per process (``--follow`` polls cheaply).
+    """
     registry = repo.butler.registry
     records = sorted(
         registry.queryDimensionRecords("exposure", instrument=INSTRUMENT), key=lambda r: r.timespan.begin
     )
     out = []
     for rec in records:
+        cached = _EXPOSURE_CACHE.get((str(repo.path), int(rec.id)))
+        if cached is not None:
+            out.append(cached)
+            continue
         refs = list(
             registry.queryDatasets(
                 "raw",
@@ -100,7 +110,7 @@ def list_exposures(repo: DataRepository) -> list[ExposureInfo]:
             continue
         meta = repo.butler.get(refs[0].makeComponentRef("metadata"))
         out.append(
-            ExposureInfo(
+            info := ExposureInfo(
                 id=int(rec.id),
                 band=str(meta.get("BAND", rec.physical_filter.split("_")[0])),
                 day_obs=int(rec.day_obs),
@@ -109,6 +119,7 @@ def list_exposures(repo: DataRepository) -> list[ExposureInfo]:
                 seeing=float(meta.get("SEEING", 1.0)),
             )
         )
+        _EXPOSURE_CACHE[(str(repo.path), int(rec.id))] = info
     return out
 
 
