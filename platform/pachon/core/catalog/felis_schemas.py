@@ -220,12 +220,23 @@ def _position(columns: list[ColumnInfo], table_name: str) -> PositionInfo | None
     return None
 
 
+DALI_XTYPES = frozenset(
+    {"timestamp", "interval", "point", "circle", "polygon", "shape", "moc", "multipolygon", "multiinterval",
+     "uri", "hms", "dms"}
+)  # fmt: skip
+"""The xtypes DALI 1.1/1.2 define; others from a schema are dropped from the metadata."""
+
+
 def _column_info(column: Column, table: Table, ordinal: int) -> ColumnInfo:
     felis_type = FelisType.felis_type(column.datatype.value)
     arraysize = str(column.votable_arraysize) if column.votable_arraysize else None
     xtype = column.votable_xtype
     if felis_type.is_timestamp and xtype is None:
         xtype = "timestamp"
+    if xtype is not None and xtype not in DALI_XTYPES:
+        # e.g. Rubin's ObsCore declares access_url as xtype "clob" (a TAP 1.0 type name, not a
+        # DALI xtype); clients and taplint expect only DALI xtypes, and the datatype says it all.
+        xtype = None
     return ColumnInfo(
         name=column.name,
         datatype=felis_type.votable_name,

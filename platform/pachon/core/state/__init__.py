@@ -30,12 +30,21 @@ _lock = threading.Lock()
 def _alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.set_main_option("sqlalchemy.url", _driver_url(url).replace("%", "%%"))
     return cfg
+
+
+def _driver_url(url: str) -> str:
+    """Name the installed PostgreSQL driver explicitly (SQLAlchemy 2.1 defaults to psycopg 3)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix) :]
+    return url
 
 
 def state_engine(url: str) -> Engine:
     """The (cached) SQLAlchemy engine of a state database; SQLite gets WAL and a busy timeout."""
+    url = _driver_url(url)
     with _lock:
         engine = _engines.get(url)
         if engine is not None:
