@@ -846,7 +846,7 @@ class _Translator:
         if self.pg:
             if const_c or (isinstance(rad.const, (int, float)) and not const_p):
                 # q3c_join/q3c_radial_query use the index on the last point's columns.
-                if not const_c and self._position_source(cra, cdec) and not self._position_source(pra, pdec):
+                if not const_c and self._q3c_indexed(cra, cdec) and not self._q3c_indexed(pra, pdec):
                     pra, pdec, cra, cdec = cra, cdec, pra, pdec
                 r = f"CAST({rad.sql} AS double precision)"
                 if const_c:
@@ -910,6 +910,11 @@ class _Translator:
         if not self.pg and not src.has_hpx():
             return None
         return src
+
+    def _q3c_indexed(self, ra: Val, dec: Val) -> bool:
+        """On PostgreSQL: do (ra, dec) carry a q3c index? Catalog tables do; uploads (temporary) do not."""
+        src = self._position_source(ra, dec)
+        return src is not None and src.table is not None and src.table.schema.upper() != "TAP_UPLOAD"
 
     def _cell_sql(self, src: _Source, ra: Val, dec: Val, depth: int) -> str:
         if self._position_source(ra, dec) is src and src.has_hpx():
