@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fixtures.platform import RunningPlatform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -141,7 +141,9 @@ def configure(c: Any, spec_path: str | Path) -> None:
 
     # Scopes and roles.
     c.JupyterHub.custom_scopes = CUSTOM_SCOPES
-    c.JupyterHub.load_roles = roles(admin_service=ADMIN_SERVICE, culler_service=CULLER_SERVICE)
+    c.JupyterHub.load_roles = roles(
+        admin_service=ADMIN_SERVICE, culler_service=CULLER_SERVICE if settings.cull_idle_s > 0 else None
+    )
 
     # Services: ours behind /services/<name>/, the operator's CLI token, the idle culler.
     services: list[dict[str, Any]] = []
@@ -225,7 +227,10 @@ def _configure_spawner(c: Any, spec: PlatformSpec, settings: HubSettings, state:
         "access:servers!server", "users:activity!user", "read:users:name!user", *CUSTOM_SCOPES,
     ]  # fmt: skip
     # The Data panel's server half (pachon.extensions.lab) runs in every single-user server.
-    args = ["--ServerApp.terminals_enabled=True", '--ServerApp.jpserver_extensions={"pachon.extensions.lab": true}']
+    args = [
+        "--ServerApp.terminals_enabled=True",
+        "--ServerApp.jpserver_extensions=pachon.extensions.lab=True",
+    ]
     if kind == "simple":
         c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
         home_root = Path(settings.home_root) if settings.home_root else state / "homes"

@@ -36,9 +36,12 @@ USER_SCOPES: list[str] = ["self", "access:services", *CUSTOM_SCOPES]
 """What every user holds: themselves, access to every service, and every custom scope."""
 
 
-def roles(*, admin_service: str, culler_service: str) -> list[dict[str, Any]]:
-    """The ``JupyterHub.load_roles`` list: users get the custom scopes; our two helper services their rights."""
-    return [
+def roles(*, admin_service: str, culler_service: str | None) -> list[dict[str, Any]]:
+    """The ``JupyterHub.load_roles`` list: users get the custom scopes; our helper services their rights.
+
+    ``culler_service`` None means culling is off (no service, so no role naming it).
+    """
+    found = [
         {
             "name": "user",
             "description": "Every Pachón user: own server, own tokens, every Pachón service.",
@@ -50,10 +53,14 @@ def roles(*, admin_service: str, culler_service: str) -> list[dict[str, Any]]:
             "scopes": ["admin:users", "tokens", "list:users", "read:users", "read:servers", "admin:servers"],
             "services": [admin_service],
         },
-        {
-            "name": "idle-culler",
-            "description": "Stops idle single-user servers.",
-            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-            "services": [culler_service],
-        },
     ]
+    if culler_service:
+        found.append(
+            {
+                "name": "idle-culler",
+                "description": "Stops idle single-user servers.",
+                "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+                "services": [culler_service],
+            }
+        )
+    return found

@@ -181,3 +181,10 @@ def test_client_token_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     assert client.token("explicit") == "explicit"
     monkeypatch.setenv("PACHON_TAP_URL", "http://127.0.0.1:1/services/tap/")
     assert client.service_url("tap") == "http://127.0.0.1:1/services/tap"
+
+
+def test_culling_off_defines_neither_service_nor_role(tmp_path: Path) -> None:
+    c = Config()
+    configure(c, _spec(tmp_path, cull_idle_s=0))
+    assert "idle-culler" not in {s["name"] for s in c.JupyterHub.services}
+    assert "idle-culler" not in {r["name"] for r in c.JupyterHub.load_roles}
