@@ -34,6 +34,10 @@ def up(
 ) -> None:
     """Start the whole embedded platform and keep it running until Ctrl-C or `pachon down`.
 
+    JupyterHub takes the public port (its proxy is the only thing bound to --host); TAP and the
+    service discovery run on loopback behind it at /services/<name>/ with hub login. Create the
+    first admin with `pachon user add NAME --admin --repo REPO`.
+
     Prepares the repo's catalog (empty DP1 and ObsCore schemas; simulator truth as schema
     `sim`), starts every service that exists, waits until each is healthy, prints where to
     look, and restarts a service that crashes.
@@ -55,6 +59,11 @@ def up(
     plan = plan_platform(repo, host=host, port=port, catalog_url=catalog)
     for change in prepare_catalog(repo, plan.catalog_url):
         typer.echo(f"catalog: added {change}")
+    if not DataRepository.open(repo).has("truth_stars"):
+        plan.notes.append(
+            f"the catalog holds no data yet (only TAP_SCHEMA and empty DP1 tables): fill it with "
+            f"`pachon simulate --repo {repo} --preset tiny`, then restart `pachon up` to publish the truth tables"
+        )
     supervisor = Supervisor(
         plan.components, state_file=_state_file(repo), log_dir=repo / "state" / "logs", checks=plan.checks
     )
@@ -115,6 +124,32 @@ def _smoke_test(plan: Any) -> None:
         if response.status_code != 200:
             raise RuntimeError(f"TAP availability failed through the proxy: HTTP {response.status_code}")
         typer.echo("TAP answered /availability through the hub's proxy")
+        _check_query(plan, tap.public_url)
+
+
+def _check_query(plan: Any, tap_url: str) -> None:
+    """Run one authenticated TAP query through the proxy with a short-lived token of a check account."""
+    from pachon.hub.api import HubAdminClient
+
+    repo = Path(plan.spec.repo)
+    with HubAdminClient.for_repo(repo) as hub:
+        record = hub.create_token(
+            "pachon-check", scopes=["custom:tap:read"], note="pachon up --check", expires_in=300
+        )
+        try:
+            response = httpx.post(
+                f"{tap_url}/sync",
+                data={"LANG": "ADQL", "QUERY": "SELECT COUNT(*) AS n FROM TAP_SCHEMA.tables"},
+                headers={"Authorization": f"Bearer {record['token']}"},
+                timeout=60,
+            )
+        finally:
+            hub.revoke_token("pachon-check", record["id"])
+    if response.status_code != 200 or 'value="OK"' not in response.text:
+        raise RuntimeError(
+            f"TAP query with a hub token failed: HTTP {response.status_code}: {response.text[:500]}"
+        )
+    typer.echo("TAP answered a query on TAP_SCHEMA.tables with a hub token")
 
 
 def down(
