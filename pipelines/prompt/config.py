@@ -75,7 +75,7 @@ class AstrometryConfig(_Config):
     )
     min_matches: int = Field(default=3, description="fewer than 8 matches fit shift + rotation only")
     min_votes: int = Field(
-        default=4, description="pairs agreeing on the pointing offset (random pairs give ≤ 1)"
+        default=3, description="pairs agreeing on the pointing offset (chance coincidences give ≤ 1 here)"
     )
     max_sources: int = 400
     max_rms_mas: float = Field(default=200.0, description="a fit worse than this fails the detector")

@@ -37,10 +37,13 @@ RB_FEATURES = (
     "rb_bright_neighbour",
     "rb_masked_fraction",
     "rb_flagged",
-    "rb_negative",
     "rb_peak_offset",
 )
-"""Feature columns of the real/bogus classifier, in order."""
+"""Feature columns of the real/bogus classifier, in order.
+
+The sign of a DiaSource is deliberately not a feature: injected fakes are all positive, so the
+classifier would learn "negative means bogus" and reject every fading variable or SN in the template.
+"""
 
 
 def _psf_moments(psf: PsfModel) -> tuple[float, float, float]:
@@ -338,7 +341,6 @@ def _add_features(table: Table, psf: PsfModel, direct_sources: Table | None) -> 
         + np.asarray(table["pixelFlags_saturated"], dtype=float)
         + np.asarray(table["pixelFlags_nodata"], dtype=float)
     )
-    table["rb_negative"] = np.asarray(table["isNegative"], dtype=float)
 
 
 def _empty() -> Table:
