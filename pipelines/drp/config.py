@@ -29,7 +29,10 @@ class DrpConfig(BaseModel):
         default=6, description="fewer measurements fit position only (no proper motion or parallax)"
     )
     astrometry_iterations: int = Field(
-        default=3, description="alternations of star fits and per-detector-visit offset solutions"
+        default=5, description="alternations of star fits and per-detector-visit corrections"
+    )
+    astrometry_clip: float = Field(
+        default=5.0, description="sources further than this many σ from their star's fit are rejected"
     )
     astrometry_bright_snr: float = Field(default=30.0, description="stars used for offsets and noise floor")
     ubercal_min_snr: float = Field(default=30.0, description="sources used in the photometric solution")

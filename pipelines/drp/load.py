@@ -47,6 +47,8 @@ def _arrow(table: Table, drop: tuple[str, ...] = ()) -> pa.Table:
         arr = np.asarray(table[name])
         if arr.dtype.kind == "U":
             cols[name] = pa.array(arr.astype(object), pa.string())
+        elif arr.dtype.kind == "f":
+            cols[name] = pa.array(arr, from_pandas=True)  # NaN → NULL: "not measured", as in Rubin's tables
         else:
             cols[name] = pa.array(arr)
     return pa.table(cols)

@@ -11,9 +11,10 @@ Global astrometry
     per-visit positions, with parallax factors from the Earth's barycentric position (astropy's
     built-in ephemeris). Objects matched to the reference catalog get its position, proper motion
     and parallax as Gaussian priors (the anchor). The fit alternates with per-detector-visit
-    offsets measured from bright stars' residuals (a zero-mean gauge), and a noise floor is
-    added in quadrature so bright stars' reduced χ² is 1 (per-visit WCS errors and atmospheric
-    jitter are not in the per-source centroid errors).
+    affine corrections (in detector x, y) measured from bright stars' residuals — the reference
+    catalog priors hold the frame — with outlier rejection (blends, cosmic rays), and a noise floor
+    added in quadrature so bright stars' normalised residuals follow a unit Gaussian (per-visit WCS
+    errors and atmospheric jitter are not in the per-source centroid errors).
 Ubercal
     Per band, the least-squares solution of ``m_{o,v} = m_o + δ_v`` over repeated bright
     point-like sources, solved by alternating weighted means (Gauss–Seidel on the normal
@@ -120,7 +121,7 @@ class AstrometricSolution:
     ref_matched: NDArray[np.bool_]
     source_ra: Array  # per-source positions after the per-detector-visit offsets
     source_dec: Array
-    offsets: dict[int, tuple[float, float]]  # ccdVisitId → (Δξ, Δη) mas removed
+    offsets: dict[int, tuple[float, float]]  # ccdVisitId → (Δξ, Δη) mas removed at x = y = 0
     noise_floor_mas: float
 
 
@@ -169,19 +170,24 @@ def fit_astrometry_global(
     ref_idx, ref = _ref_priors(ra0, dec0, refcat, 2.0 * config.link_radius_arcsec)
     ext = np.zeros(n_obj, bool) if extended is None else np.asarray(extended, bool)
     bright = (snr > config.astrometry_bright_snr) & ~ext[g]
+    px = np.asarray(sources["x"], float)[sel] / 1000.0 if "x" in sources.colnames else np.zeros(len(g))
+    py = np.asarray(sources["y"], float)[sel] / 1000.0 if "y" in sources.colnames else np.zeros(len(g))
+    basis = np.column_stack([np.ones(len(g)), px, py])
+    good = np.ones(len(g), bool)  # outlier rejection (blends, cosmic rays, mis-associations)
 
-    offsets = np.zeros((0, 2))
     uccd, ccd_inv = np.unique(ccd, return_inverse=True)
-    offsets = np.zeros((len(uccd), 2))
+    coef = np.zeros((len(uccd), 3, 2))  # per detector-visit affine correction of (ξ, η) in (1, x, y)
     floor = 0.0
     params: Array = np.zeros((n_obj, 5))
     cov: Array = np.zeros((n_obj, 5, 5))
     chi2: Array = np.zeros(n_obj)
+    ndata = np.zeros(n_obj, np.int64)
     for _ in range(max(1, config.astrometry_iterations)):
-        xi = ((ra - ra0[g] + 180) % 360 - 180) * cosd[g] * MAS_PER_DEG - offsets[ccd_inv, 0]
-        eta = (dec - dec0[g]) * MAS_PER_DEG - offsets[ccd_inv, 1]
+        corr = np.einsum("nk,nkc->nc", basis, coef[ccd_inv])
+        xi = ((ra - ra0[g] + 180) % 360 - 180) * cosd[g] * MAS_PER_DEG - corr[:, 0]
+        eta = (dec - dec0[g]) * MAS_PER_DEG - corr[:, 1]
         sig2 = err**2 + floor**2
-        w = 1.0 / sig2
+        w = good / sig2
         # design rows: ξ = a + μα dt + ϖ Pα ; η = b + μδ dt + ϖ Pδ
         zeros = np.zeros_like(dt)
         ones = np.ones_like(dt)
@@ -225,46 +231,50 @@ def fit_astrometry_global(
         model_eta = params[g, 1] + params[g, 3] * dt + params[g, 4] * pd
         rx, ry = xi - model_xi, eta - model_eta
         chi2 = np.bincount(g, weights=(rx**2 + ry**2) * w, minlength=n_obj).astype(np.float64)
-        # per-detector-visit offsets from bright stars (robust median), zero-mean gauge
-        if bright.any():
-            new = np.zeros_like(offsets)
+        ndata = np.bincount(g, weights=good.astype(float), minlength=n_obj).astype(np.int64)
+        # per-detector-visit affine corrections from bright stars' residuals (the refcat priors fix the frame)
+        use = bright & good
+        if use.any():
             for k in range(len(uccd)):
-                m = bright & (ccd_inv == k)
-                if m.sum() >= 3:
-                    new[k] = np.median(rx[m]), np.median(ry[m])
-            new -= new.mean(axis=0)
-            offsets += new
-            # noise floor so bright stars' reduced χ² ≈ 1 (dof: 2 per point minus 5 per star)
-            rb = np.concatenate([rx[bright], ry[bright]])
-            eb = np.concatenate([err[bright], err[bright]])
-            n_star_b = len(np.unique(g[bright]))
-            dof = max(len(rb) - 5 * n_star_b, 1)
-            lo, hi = 0.0, 200.0
+                m = use & (ccd_inv == k)
+                if m.sum() >= 8:
+                    sol, *_ = np.linalg.lstsq(basis[m], np.column_stack([rx[m], ry[m]]), rcond=None)
+                    coef[k] += sol
+                elif m.sum() >= 2:
+                    coef[k, 0] += np.median(rx[m]), np.median(ry[m])
+            # noise floor so bright stars' normalised residuals have the median of a unit Gaussian's
+            # square (0.455): robust against the outliers rejected below
+            rb = np.concatenate([rx[use], ry[use]])
+            eb = np.concatenate([err[use], err[use]])
+            lo, hi = 0.0, 500.0
             for _ in range(40):
                 mid = 0.5 * (lo + hi)
-                if np.sum(rb**2 / (eb**2 + mid**2)) > dof:
+                if np.median(rb**2 / (eb**2 + mid**2)) > 0.455:
                     lo = mid
                 else:
                     hi = mid
             floor = 0.5 * (lo + hi)
+            norm = np.hypot(rx, ry) / np.sqrt(err**2 + floor**2)
+            good = norm < config.astrometry_clip
     ra_fit = ra0 + params[:, 0] / MAS_PER_DEG / cosd
     dec_fit = dec0 + params[:, 1] / MAS_PER_DEG
     src_ra = np.asarray(sources["coord_ra"], float).copy()
     src_dec = np.asarray(sources["coord_dec"], float).copy()
-    src_ra[sel] = ra - offsets[ccd_inv, 0] / MAS_PER_DEG / np.cos(np.radians(dec))
-    src_dec[sel] = dec - offsets[ccd_inv, 1] / MAS_PER_DEG
+    corr = np.einsum("nk,nkc->nc", basis, coef[ccd_inv])
+    src_ra[sel] = ra - corr[:, 0] / MAS_PER_DEG / np.cos(np.radians(dec))
+    src_dec[sel] = dec - corr[:, 1] / MAS_PER_DEG
     return AstrometricSolution(
         ra=ra_fit % 360,
         dec=dec_fit,
         params=params,
         cov=cov,
         chi2=chi2,
-        ndata=np.bincount(g, minlength=n_obj).astype(np.int64),
+        ndata=ndata,
         fitted_motion=fit_motion,
         ref_matched=ref_idx >= 0,
         source_ra=src_ra,
         source_dec=src_dec,
-        offsets={int(c): (float(o[0]), float(o[1])) for c, o in zip(uccd, offsets, strict=True)},
+        offsets={int(c): (float(o[0, 0]), float(o[0, 1])) for c, o in zip(uccd, coef, strict=True)},
         noise_floor_mas=float(floor),
     )
 
