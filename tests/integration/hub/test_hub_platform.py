@@ -183,7 +183,7 @@ def test_signup_needs_approval_and_passwords_are_never_logged(running_platform: 
 
 
 def test_cli_user_add_then_login(running_platform: RunningPlatform) -> None:
-    running_platform.add_user("cliuser", "cli-user-pw-1")
+    running_platform.cli("user", "add", "cliuser", "--password-stdin", stdin="cli-user-pw-1\n")
     client = _login(running_platform, "cliuser", "cli-user-pw-1")
     assert "cliuser" in client.get("/hub/home").text
     assert "cli-user-pw-1" not in running_platform.logs()
@@ -191,7 +191,9 @@ def test_cli_user_add_then_login(running_platform: RunningPlatform) -> None:
 
 def test_token_carries_the_requested_scopes(running_platform: RunningPlatform) -> None:
     running_platform.add_user("scoped", "scoped-user-pw")
-    token = running_platform.token("scoped", "custom:alerts:read")
+    token = running_platform.cli("token", "create", "scoped", "--scopes", "custom:alerts:read").splitlines()[
+        -1
+    ]
     me = httpx.get(
         f"{running_platform.url}/hub/api/user", headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
@@ -203,6 +205,16 @@ def test_token_carries_the_requested_scopes(running_platform: RunningPlatform) -
         f"{running_platform.url}/hub/api/user", headers={"Authorization": f"Bearer {full}"}, timeout=10
     ).json()["scopes"]
     assert {"custom:tap:read", "custom:userdb:write", "custom:alerts:read"} <= set(scopes)
+    # `pachon token list` shows the ids (never the secrets); `pachon token revoke` kills one at once.
+    listing = running_platform.cli("token", "list", "scoped")
+    assert token not in listing
+    token_id = me.json()["token_id"]
+    assert token_id in listing
+    running_platform.cli("token", "revoke", "scoped", token_id)
+    gone = httpx.get(
+        f"{running_platform.url}/hub/api/user", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert gone.status_code in (401, 403)
 
 
 # TAP behind the hub ----------------------------------------------------------------------------

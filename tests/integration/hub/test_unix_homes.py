@@ -28,7 +28,9 @@ def _spawner(name: str) -> SimpleNamespace:
 
 def test_accounts_are_created_with_private_homes() -> None:
     alice, bob = f"pa{uuid.uuid4().hex[:8]}", f"pb{uuid.uuid4().hex[:8]}"
-    base = Path(tempfile.mkdtemp(prefix="pachon-homes-"))  # pytest's tmp is root-only; homes must be reachable
+    base = Path(
+        tempfile.mkdtemp(prefix="pachon-homes-")
+    )  # pytest's tmp is root-only; homes must be reachable
     os.chmod(base, 0o755)
     root = base / "homes"
     try:
@@ -42,9 +44,13 @@ def test_accounts_are_created_with_private_homes() -> None:
         assert home.stat().st_mode & 0o777 == 0o700
         secret = home / "notes.txt"
         subprocess.run(["runuser", "-u", alice, "--", "sh", "-c", f"echo private > {secret}"], check=True)
-        peek = subprocess.run(["runuser", "-u", bob, "--", "cat", str(secret)], capture_output=True, text=True)
+        peek = subprocess.run(
+            ["runuser", "-u", bob, "--", "cat", str(secret)], capture_output=True, text=True
+        )
         assert peek.returncode != 0 and "Permission denied" in peek.stderr
-        listing = subprocess.run(["runuser", "-u", bob, "--", "ls", str(home)], capture_output=True, text=True)
+        listing = subprocess.run(
+            ["runuser", "-u", bob, "--", "ls", str(home)], capture_output=True, text=True
+        )
         assert listing.returncode != 0
     finally:
         for name in (alice, bob):
