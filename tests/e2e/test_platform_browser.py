@@ -125,6 +125,14 @@ def test_signup_approval_login_data_panel_and_notebook(browser, running_platform
             "the pyvo cell never produced its table; see test-artifacts/platform-notebook-failure.png"
         )
     page.screenshot(path=str(ARTIFACTS / "platform-notebook-pyvo.png"))
+
+    # 6. The Tutorials menu copies the tutorial notebooks into the user's home.
+    page.click("li.lm-MenuBar-item:has-text('Tutorials')")
+    page.click("li.lm-Menu-item:has-text('Copy the tutorials into my home')")
+    page.wait_for_selector(".jp-Dialog >> text=Copied into ~/tutorials", timeout=30_000)
+    page.click(".jp-Dialog button.jp-mod-accept")
+    home = running_platform.repo / "state" / "hub" / "homes" / name / "tutorials"
+    assert (home / "01-tap-basics.ipynb").is_file() and (home / "02-butler-images.ipynb").is_file()
     context.close()
 
     assert spawn_s < 60, f"login + spawn + lab took {spawn_s:.1f} s"
