@@ -194,6 +194,23 @@ def status(
         typer.echo(
             f"  {name:<10} {'healthy' if ok else 'DOWN':<8} {info['url']}  restarts={info['restarts']}"
         )
+    _hub_managed_status(repo)
+
+
+def _hub_managed_status(repo: Path) -> None:
+    """Services the hub itself runs (the idle culler), as the hub reports them."""
+    from pachon.hub.api import HubAdminClient, HubAPIError
+
+    try:
+        with HubAdminClient.for_repo(repo) as hub:
+            services = hub.services()
+    except (FileNotFoundError, HubAPIError) as exc:
+        typer.echo(f"  (hub-managed services unknown: {exc})")
+        return
+    for name, model in sorted(services.items()):
+        if model.get("command"):
+            state = "running" if model.get("pid") else "DOWN"
+            typer.echo(f"  {name:<10} {state:<8} managed by the hub (pid {model.get('pid') or '-'})")
 
 
 def register(app: typer.Typer) -> None:

@@ -95,6 +95,10 @@ class HubAdminClient:
     def revoke_token(self, name: str, token_id: str) -> None:
         self._call("DELETE", f"/users/{name}/tokens/{token_id}")
 
+    def services(self) -> dict[str, dict[str, Any]]:
+        """The hub's services (name → model; hub-managed ones carry their ``pid``)."""
+        return dict(self._call("GET", "/services"))
+
     def start_server(self, name: str) -> None:
         self._call("POST", f"/users/{name}/server")
 

@@ -50,7 +50,16 @@ def roles(*, admin_service: str, culler_service: str | None) -> list[dict[str, A
         {
             "name": "pachon-admin-cli",
             "description": "`pachon user`/`pachon token` acting for the operator on this machine.",
-            "scopes": ["admin:users", "tokens", "list:users", "read:users", "read:servers", "admin:servers"],
+            "scopes": [
+                "admin:users",
+                "tokens",
+                "list:users",
+                "read:users",
+                "read:servers",
+                "admin:servers",
+                "list:services",
+                "read:services",
+            ],
             "services": [admin_service],
         },
     ]

@@ -79,6 +79,7 @@ def test_status_lists_every_component(running_platform: RunningPlatform) -> None
     ).stdout  # fmt: skip
     for name in ("hub", "proxy", "discovery", *(["tap"] if running_platform.tap_available else [])):
         assert re.search(rf"{name}\s+healthy", out), out
+    assert re.search(r"idle-culler\s+running\s+managed by the hub", out), out
 
 
 def test_discovery_is_anonymous_and_lists_services(running_platform: RunningPlatform) -> None:
