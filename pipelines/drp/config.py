@@ -40,6 +40,8 @@ class DrpConfig(BaseModel):
     ref_epoch_mjd: float = Field(
         default=57388.0, description="epoch of Object positions (J2016.0, the reference catalog's epoch)"
     )
+    coadds: bool = Field(default=True, description="build deep_coadd patches per band (PSF-matched)")
+    coadd_patch_size: int = Field(default=2048, description="deep_coadd patch side in pixels")
     extendedness_threshold: float = Field(
         default=0.5, description="Objects whose median per-visit extendedness exceeds this are extended"
     )

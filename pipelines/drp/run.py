@@ -40,6 +40,7 @@ __all__ = ["DATASET_TYPES", "DrpReport", "release_run", "run_release"]
 DATASET_TYPES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("drp_psf", ("instrument", "visit", "detector"), "StructuredDataDict"),
     ("drp_summary", ("instrument",), "StructuredDataDict"),
+    ("drp_skymap", ("instrument",), "StructuredDataDict"),
     ("drp_object_table", ("instrument",), "ArrowAstropy"),
     ("drp_forced_source_table", ("instrument",), "ArrowAstropy"),
 )
@@ -379,6 +380,18 @@ def run_release(
     _replace(repo, ccd, "visit_detector_table", run)
     report.step_seconds["tables"] = time.perf_counter() - t0
 
+    # ---------------------------------------------------------------- 4b. deep coadds
+    coadd_depth: dict[str, float] = {}
+    if config.coadds:
+        t0 = time.perf_counter()
+        from pachon.pipelines.drp.coadd import build_deep_coadds
+
+        creport = build_deep_coadds(
+            repo, run, [(v, d, by_id[v].band) for v, d in keys], patch_size=config.coadd_patch_size
+        )
+        coadd_depth = creport.depth
+        report.step_seconds["coadd"] = time.perf_counter() - t0
+
     # ---------------------------------------------------------------- 5. catalog
     t0 = time.perf_counter()
     from pachon.pipelines.drp.load import load_release
@@ -394,6 +407,11 @@ def run_release(
         from pachon.pipelines.metrics import compute_release_metrics, store_metrics
 
         report.metrics = compute_release_metrics(repo, objects, source_tab, forced, config=config)
+        for band, depth in sorted(coadd_depth.items()):
+            report.metrics[f"coadd_depth_{band}"] = (
+                depth, "mag", "median 5σ PSF depth of the deep coadd from its variance plane (ignores the "
+                "pixel covariance of warping/PSF matching, so optimistic)",
+            )  # fmt: skip
         report.step_seconds["metrics"] = time.perf_counter() - t0
         report.metric_run_id = store_metrics(
             report.metrics,
