@@ -13,11 +13,15 @@ import pytest
 from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
+from pachon.core.image import MASK_PLANES
 from pachon.core.repo import DataRepository
 from pachon.pipelines.prompt.association import open_apdb
+from pachon.pipelines.prompt.measure import psf_photometry
 from pachon.pipelines.prompt.pipeline import list_exposures, prompt_run
+from pachon.pipelines.prompt.psf import gaussian_psf
 
 pytestmark = pytest.mark.slow
+UNUSABLE = (1 << MASK_PLANES["NO_DATA"]) | (1 << MASK_PLANES["BAD"]) | (1 << MASK_PLANES["SAT"])
 
 
 @pytest.fixture(scope="module")
@@ -176,21 +180,28 @@ def test_transient_completeness_and_association(ctx) -> None:  # type: ignore[no
             truth = _truth(repo, e.id, det)
             typ = np.asarray(truth["type"]).astype(str)
             t = truth[(typ == "transient") | (typ == "asteroid")]
-            # the PSF-flux error of a faint source on this difference image: the median error of its
-            # faint DiaSources (sky-dominated, so nearly the same everywhere); else a Gaussian-PSF estimate
-            faint = np.asarray(dia["snr"]) < 20
-            if faint.sum() >= 3:
-                sigma_flux = float(np.median(np.asarray(dia["psfFluxErr"])[faint]))
-            else:
-                noise = float(np.sqrt(np.median(diff.variance))) * float(diff.meta.get("DIFNOISE", 1.0))
-                sigma_flux = 1.5 * noise * np.sqrt(4 * np.pi) * float(diff.meta.get("PSF_FWHM", 4.0)) / 2.3548
+            # the pipeline's own PSF-flux error at each truth position (variance plane with the source's
+            # photons, times the correlated-noise factor), with a Gaussian PSF of the difference's FWHM
+            psf = gaussian_psf(float(diff.meta.get("PSF_FWHM", 4.0)) / 2.3548, size=31)
+            bad = (np.asarray(diff.mask) & UNUSABLE) != 0
+            forced = psf_photometry(
+                np.asarray(diff.data),
+                np.asarray(diff.variance),
+                bad,
+                psf,
+                np.asarray(t["x"], float),
+                np.asarray(t["y"], float),
+            )
+            errors = np.asarray(forced["fluxErr"]) * float(diff.meta.get("DIFNOISE", 1.0))
             tree = cKDTree(np.column_stack([kept["x"], kept["y"]])) if len(kept) else None
-            for row in t:
+            for row, sigma_flux in zip(t, errors, strict=True):
                 x, y = float(row["x"]), float(row["y"])
                 if not (15 < x < 1009 and 15 < y < 1009):
                     continue
                 # the difference image holds the flux change since the template epochs
                 change = float(row["flux"]) - template_flux.get(e.band, {}).get(int(row["id"]), 0.0)
+                if not np.isfinite(sigma_flux):
+                    continue
                 snr = abs(change) / sigma_flux
                 found = tree is not None and tree.query([x, y])[0] < 2.0
                 hits.append((snr, bool(found)))
