@@ -74,7 +74,9 @@ def build_deep_coadds(
     if repo.has("drp_skymap", run=run):
         skymap = SkyMap(**repo.get("drp_skymap", collections=run))
     else:
-        skymap = design_skymap(footprints, name=name, pixel_scale=pixel_scale, patch_size=patch_size, margin=50)
+        skymap = design_skymap(
+            footprints, name=name, pixel_scale=pixel_scale, patch_size=patch_size, margin=50
+        )
         skymap.register(repo)
         repo.put(dict(skymap.__dict__), "drp_skymap", run=run)
     report.skymap = skymap.name

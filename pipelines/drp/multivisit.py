@@ -174,6 +174,10 @@ def fit_astrometry_global(
     py = np.asarray(sources["y"], float)[sel] / 1000.0 if "y" in sources.colnames else np.zeros(len(g))
     basis = np.column_stack([np.ones(len(g)), px, py])
     good = np.ones(len(g), bool)  # outlier rejection (blends, cosmic rays, mis-associations)
+    for col in ("pixelFlags_edge", "pixelFlags_cr", "pixelFlags_saturated", "pixelFlags_bad"):
+        if col in sources.colnames:  # flagged centroids are 10× likelier to be outliers: never used
+            good &= ~np.asarray(sources[col], bool)[sel]
+    flagged = ~good
 
     uccd, ccd_inv = np.unique(ccd, return_inverse=True)
     coef = np.zeros((len(uccd), 3, 2))  # per detector-visit affine correction of (ξ, η) in (1, x, y)
@@ -255,7 +259,7 @@ def fit_astrometry_global(
                     hi = mid
             floor = 0.5 * (lo + hi)
             norm = np.hypot(rx, ry) / np.sqrt(err**2 + floor**2)
-            good = norm < config.astrometry_clip
+            good = (norm < config.astrometry_clip) & ~flagged
     ra_fit = ra0 + params[:, 0] / MAS_PER_DEG / cosd
     dec_fit = dec0 + params[:, 1] / MAS_PER_DEG
     src_ra = np.asarray(sources["coord_ra"], float).copy()

@@ -51,6 +51,9 @@ def am1(
     """faro's AMx on per-visit positions; returns (median rms in mas, number of pairs)."""
     oid = np.asarray(sources["objectId"], np.int64)
     keep = oid >= 0
+    for col in ("pixelFlags_edge", "pixelFlags_cr", "pixelFlags_saturated", "pixelFlags_bad"):
+        if col in sources.colnames:  # faro's source selection drops flagged measurements too
+            keep &= ~np.asarray(sources[col], bool)
     s = sources[keep]
     oid = oid[keep]
     mags = _mag(np.asarray(s["psfFlux"], float))
@@ -97,7 +100,10 @@ def pa1(sources: Table, extended: dict[int, bool], *, min_snr: float = 100.0) ->
     oid = np.asarray(sources["objectId"], np.int64)
     snr = np.asarray(sources["psfFlux"], float) / np.asarray(sources["psfFluxErr"], float)
     point = np.array([not extended.get(int(o), True) for o in oid])
-    flags = np.asarray(sources["pixelFlags_saturated"], bool) | np.asarray(sources["pixelFlags_edge"], bool)
+    flags = np.zeros(len(sources), bool)
+    for col in ("pixelFlags_edge", "pixelFlags_cr", "pixelFlags_saturated", "pixelFlags_bad"):
+        if col in sources.colnames:
+            flags |= np.asarray(sources[col], bool)
     m = (oid >= 0) & point & (snr > min_snr) & ~flags
     mags = _mag(np.asarray(sources["psfFlux"], float))[m]
     key = np.char.add(np.asarray(sources["band"]).astype(str)[m], oid[m].astype(str))
