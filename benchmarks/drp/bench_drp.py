@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python benchmarks/drp/bench_drp.py [--preset tiny] [--repo PATH] [--workers 1 2] [--out results.json]
 
 Simulates the preset once (or uses ``--repo``), then for each worker count runs a full release on
-a fresh copy of the repo (so nothing is skipped) in a child process, sampling the resident memory
+a fresh copy of the repo as release ``bench`` (so no quantum is skipped) in a child process, sampling the resident memory
 of that process and all its children (the Dask workers) every 0.2 s. Reports total wall time,
 wall time per detector-visit, per-step times and the peak of the summed RSS.
 """
@@ -29,7 +29,7 @@ CHILD = """
 import json, sys
 from pachon.pipelines.drp import run_release
 if __name__ == "__main__":
-    r = run_release(sys.argv[1], "dp1", workers=int(sys.argv[2]), show_progress=False)
+    r = run_release(sys.argv[1], "bench", workers=int(sys.argv[2]), show_progress=False)
     print("RESULT" + json.dumps({"quanta": r.quanta, "processed": r.processed,
           "steps": r.step_seconds, "AM1": r.metrics["AM1"][0], "PA1": r.metrics["PA1"][0]}))
 """
