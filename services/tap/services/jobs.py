@@ -29,7 +29,6 @@ from ..exceptions import (
     JobAbortedError,
     JobNotFoundError,
     ParameterError,
-    PermissionDeniedError,
     TapError,
     UwsStateError,
 )
@@ -154,12 +153,12 @@ class JobService:
 
     async def get(self, user: User, job_id: str) -> Job:
         job = await to_thread.run_sync(self._store.get, job_id)
-        if job is None:
+        if job is None or job.owner != user.name:
+            # Another user's job answers exactly like a missing one: 404, so job ids do not
+            # reveal that someone else's job exists.
             raise JobNotFoundError(
                 f"no job {job_id!r} here: it may have been destroyed; list yours at /async"
             )
-        if job.owner != user.name:
-            raise PermissionDeniedError(f"job {job_id!r} belongs to another user")
         return job
 
     async def list_jobs(

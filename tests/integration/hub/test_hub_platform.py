@@ -315,11 +315,6 @@ def test_other_users_job_is_out_of_reach(running_platform: RunningPlatform) -> N
     assert httpx.get(job_url, headers=owner, timeout=30).status_code == 200  # DELETE did not destroy it
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/tap/services/jobs.py answers 403 ('belongs to another user') where the issue asks for 404, "
-    "which also hides that the job exists; reported to the TAP owner",
-)
 def test_other_users_job_is_404(running_platform: RunningPlatform) -> None:
     running_platform.require_tap()
     job_url, _owner, intruder = _owned_job(running_platform)

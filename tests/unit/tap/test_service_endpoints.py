@@ -274,8 +274,8 @@ async def test_ownership_between_two_users(make_client) -> None:  # type: ignore
         )
         job = created.headers["location"].removeprefix("http://testserver")
         assert (await client.get(job, headers=alice)).status_code == 200
-        assert (await client.get(job, headers=bob)).status_code == 403
-        assert (await client.delete(job, headers=bob)).status_code == 403
+        assert (await client.get(job, headers=bob)).status_code == 404
+        assert (await client.delete(job, headers=bob)).status_code == 404
         assert job.rsplit("/", 1)[1] not in (await client.get("/tap/async", headers=bob)).text
         assert job.rsplit("/", 1)[1] in (await client.get("/tap/async", headers=alice)).text
         await client.post(
