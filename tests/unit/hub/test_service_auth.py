@@ -230,3 +230,20 @@ def test_require_scope_dependency(monkeypatch: pytest.MonkeyPatch) -> None:
     assert client.get("/mine").status_code == 401
     assert client.get("/mine", headers={"Authorization": "Bearer alerts-only"}).status_code == 403
     assert client.get("/mine", headers={"Authorization": "Bearer good"}).json() == {"name": "alice"}
+
+
+def test_tap_current_user_behind_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind the hub the TAP user is the hub's identity, else anonymous; an identity header is never trusted."""
+    from types import SimpleNamespace
+
+    from starlette.requests import Request as StarletteRequest
+
+    from pachon.services.tap.dependencies import current_user
+    from pachon.services.tap.models.user import ANONYMOUS
+
+    process = SimpleNamespace(config=SimpleNamespace(anonymous=False))
+    smuggled = {"type": "http", "headers": [(b"x-forwarded-user", b"mallory")], "state": {}}
+    monkeypatch.setenv("PACHON_SERVICE_AUTH", "hub")
+    assert current_user(StarletteRequest(smuggled), process) == ANONYMOUS  # type: ignore[arg-type]
+    signed_in = {"type": "http", "headers": [], "state": {"hub_identity": HubIdentity(name="alice")}}
+    assert current_user(StarletteRequest(signed_in), process).name == "alice"  # type: ignore[arg-type]
