@@ -20,6 +20,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from astropy.table import Table
 
 from pachon.core.image import MASK_PLANES, Exposure
 from pachon.core.repo import DataRepository
@@ -39,6 +40,14 @@ class CoaddReport:
     patches: dict[str, list[int]] = field(default_factory=dict)
     depth: dict[str, float] = field(default_factory=dict)  # band → median 5σ PSF depth (AB mag)
     psf_fwhm_arcsec: dict[str, float] = field(default_factory=dict)
+    patch_rows: list[dict[str, object]] = field(default_factory=list)  # DP1 CoaddPatches rows
+
+    def coadd_patches_table(self) -> Table:
+        """DP1 ``CoaddPatches``: tract, patch, centre and an ADQL/STC-S polygon of every patch with data."""
+        names = ["lsst_tract", "lsst_patch", "s_ra", "s_dec", "s_region"]
+        if not self.patch_rows:
+            return Table(names=names, dtype=[np.int64, np.int64, float, float, str])
+        return Table(rows=[[r[n] for n in names] for r in self.patch_rows], names=names)
 
 
 def coadd_depth(image: Exposure) -> float:
@@ -80,6 +89,7 @@ def build_deep_coadds(
         skymap.register(repo)
         repo.put(dict(skymap.__dict__), "drp_skymap", run=run)
     report.skymap = skymap.name
+    covered: set[int] = set()
     for band in sorted({b for _, _, b in quanta}):
         inputs = []
         for v, d, b in quanta:
@@ -103,6 +113,22 @@ def build_deep_coadds(
             depths.append(coadd_depth(image))
             report.psf_fwhm_arcsec[band] = float(image.meta.get("PSF_FWHM", np.nan)) * pixel_scale
         report.patches[band] = [p for p, _ in made]
+        covered.update(p for p, _ in made)
         finite = [x for x in depths if np.isfinite(x)]
         report.depth[band] = float(np.median(finite)) if finite else float("nan")
+    for patch in skymap.patches():
+        if patch.id not in covered:
+            continue
+        ra, dec = patch.corners()
+        cra, cdec = patch.wcs.all_pix2world([(patch.nx - 1) / 2], [(patch.ny - 1) / 2], 0)
+        poly = " ".join(f"{a:.7f} {d:.7f}" for a, d in zip(ra, dec, strict=True))
+        report.patch_rows.append(
+            {
+                "lsst_tract": skymap.tract,
+                "lsst_patch": patch.id,
+                "s_ra": float(cra[0]),
+                "s_dec": float(cdec[0]),
+                "s_region": f"POLYGON ICRS {poly}",
+            }
+        )
     return report

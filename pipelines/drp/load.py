@@ -65,8 +65,9 @@ def load_release(
     *,
     config: DrpConfig,
     catalog_url: str | None = None,
+    coadd_patches: Table | None = None,
 ) -> str:
-    """Create/replace schema ``release`` and load Object, Source, ForcedSource, Visit, CcdVisit, Provenance."""
+    """Create/replace schema ``release`` and load Object, Source, ForcedSource, Visit, CcdVisit, CoaddPatches, Provenance."""
     url = catalog_url_for(repo_path, catalog_url)
     cat = open_catalog(url, read_only=False)
     try:
@@ -76,6 +77,8 @@ def load_release(
         cat.load_table(_arrow(forced, drop=("midpointMjdTai",)), f"{release}.ForcedSource")
         cat.load_table(_arrow(visits), f"{release}.Visit")
         cat.load_table(_arrow(ccd_visits), f"{release}.CcdVisit")
+        if coadd_patches is not None and len(coadd_patches):
+            cat.load_table(_arrow(coadd_patches), f"{release}.CoaddPatches")
         prov = {
             "release": release,
             "code_version": __version__,

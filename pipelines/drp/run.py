@@ -382,6 +382,7 @@ def run_release(
 
     # ---------------------------------------------------------------- 4b. deep coadds
     coadd_depth: dict[str, float] = {}
+    coadd_patches: Table | None = None
     if config.coadds:
         t0 = time.perf_counter()
         from pachon.pipelines.drp.coadd import build_deep_coadds
@@ -390,6 +391,7 @@ def run_release(
             repo, run, [(v, d, by_id[v].band) for v, d in keys], patch_size=config.coadd_patch_size
         )
         coadd_depth = creport.depth
+        coadd_patches = creport.coadd_patches_table()
         report.step_seconds["coadd"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- 5. catalog
@@ -397,8 +399,9 @@ def run_release(
     from pachon.pipelines.drp.load import load_release
 
     report.catalog_url = load_release(
-        path, release, objects, source_tab, forced, visits, ccd, config=config, catalog_url=catalog_url
-    )
+        path, release, objects, source_tab, forced, visits, ccd, config=config, catalog_url=catalog_url,
+        coadd_patches=coadd_patches,
+    )  # fmt: skip
     report.step_seconds["catalog"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- 6. metrics

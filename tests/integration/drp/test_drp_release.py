@@ -94,6 +94,8 @@ def test_catalog_serves_release_through_adql(release: tuple[Path, Any]) -> None:
         "WHERE r_psfFlux > 10000 AND pmRa IS NOT NULL ORDER BY r_psfFlux DESC",
     )
     assert len(rows) == 5 and all(r[4] > 0 for r in rows)
+    patches = _query(url, "SELECT lsst_patch, s_ra, s_dec, s_region FROM dp1.CoaddPatches")
+    assert len(patches) >= 2 and all(r[3].startswith("POLYGON ICRS") for r in patches)
     prov = dict(_query(url, "SELECT key, value FROM dp1.Provenance"))
     assert prov["release"] == "dp1" and prov["butler_run"] == "Pachon/runs/dp1"
 
