@@ -112,7 +112,9 @@ class SubtractConfig(_Config):
     basis_sigmas: tuple[float, ...] = Field(
         default=(0.7, 1.5, 3.0), description="Gaussian widths, in template PSF σ"
     )
-    basis_degrees: tuple[int, ...] = (4, 2, 2)
+    basis_degrees: tuple[int, ...] = Field(
+        default=(2, 2, 2), description="polynomial degree per Gaussian (18 bases; (4, 2, 2) gave no better noise)"
+    )
     spatial_order: int = Field(default=1, description="polynomial order of the kernel's spatial variation")
     min_stamps_spatial: int = Field(
         default=40, description="with fewer clean stamps the kernel is fitted constant over the detector"
