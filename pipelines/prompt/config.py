@@ -113,7 +113,8 @@ class SubtractConfig(_Config):
         default=(0.7, 1.5, 3.0), description="Gaussian widths, in template PSF σ"
     )
     basis_degrees: tuple[int, ...] = Field(
-        default=(2, 2, 2), description="polynomial degree per Gaussian (18 bases; (4, 2, 2) gave no better noise)"
+        default=(2, 2, 2),
+        description="polynomial degree per Gaussian (18 bases; (4, 2, 2) gave no better noise)",
     )
     spatial_order: int = Field(default=1, description="polynomial order of the kernel's spatial variation")
     min_stamps_spatial: int = Field(
