@@ -13,6 +13,8 @@ DEMO_REPO   := $(DEMO_DIR)/repo
 UP_ARGS     ?=
 PYTEST_ARGS ?=
 SOURCES     := platform services pipelines extensions
+# Test tools never download browsers: the UI tests drive Debian's /usr/bin/chromium.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 .PHONY: help install demo test test-fast lint format bench clean system-deps
 
@@ -30,7 +32,13 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install -q -e ".[test,postgres]"
 	@touch $@
 
-install: $(VENV)/.installed
+# configurable-http-proxy and the JupyterLab extension (npm, pinned by package-lock.json files).
+$(VENV)/.js-built: $(VENV)/.installed scripts/build-platform-js extensions/lab/package.json \
+		extensions/lab/package-lock.json $(wildcard extensions/lab/src/*.ts extensions/lab/src/*/*.ts extensions/lab/style/*)
+	VENV=$(VENV) bash scripts/build-platform-js
+	@touch $@
+
+install: $(VENV)/.installed $(VENV)/.js-built
 
 system-deps:
 	@bash scripts/system-deps
@@ -43,6 +51,7 @@ demo: install
 
 test: install
 	@bash scripts/system-deps || echo "system-deps could not run; tests needing those packages will skip"
+	bash scripts/test-platform-js
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory lint
 

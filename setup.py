@@ -8,6 +8,8 @@ configuration, so this file lists them by walking each source folder; a new
 subpackage anywhere is picked up without editing any list.
 """
 
+import os
+
 from setuptools import find_packages, setup
 
 ROOTS = {
@@ -26,4 +28,21 @@ def _packages() -> list[str]:
     return found
 
 
-setup(packages=_packages())
+LABEXTENSION_SRC = "extensions/lab/labextension"
+LABEXTENSION_DEST = "share/jupyter/labextensions/@pachon/lab"
+
+
+def _labextension() -> list[tuple[str, list[str]]]:
+    """The prebuilt JupyterLab extension (built by scripts/build-platform-js) as wheel data files,
+    so a plain `pip install` enables it with no Node.js and no `jupyter lab build`."""
+    files: list[tuple[str, list[str]]] = []
+    for folder, _dirs, names in os.walk(LABEXTENSION_SRC):
+        if names:
+            dest = os.path.normpath(
+                os.path.join(LABEXTENSION_DEST, os.path.relpath(folder, LABEXTENSION_SRC))
+            )
+            files.append((dest, [os.path.join(folder, name) for name in sorted(names)]))
+    return files
+
+
+setup(packages=_packages(), data_files=_labextension())

@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = Field(default="console")
     tap: TapSettings = Field(default_factory=TapSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    hub: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The [hub] section (authenticator, spawner, OAuth); validated by pachon.hub.settings, "
+        "which only `pachon up` loads, so no service ever reads the hub's secrets.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -89,6 +89,13 @@ def test_wheel_installs_in_fresh_venv_and_imports_everything(tmp_path: Path) -> 
     )
     wheels = list(dist.glob("pachon-*.whl"))
     assert len(wheels) == 1
+    if (REPO_ROOT / "extensions" / "lab" / "labextension" / "package.json").exists():  # built by `make`
+        import zipfile
+
+        names = zipfile.ZipFile(wheels[0]).namelist()
+        prebuilt = [n for n in names if "/data/share/jupyter/labextensions/@pachon/lab/" in n]
+        assert any(n.endswith("/@pachon/lab/package.json") for n in prebuilt), "prebuilt extension missing"
+        assert any("/static/" in n for n in prebuilt)
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     fresh_python = env_dir / "bin" / "python"

@@ -69,3 +69,15 @@ def test_settings_model_documents_every_field() -> None:
         if name in ("log_level", "log_format", "tap", "alerts"):
             continue
         assert field.description, f"setting {name} has no description"
+
+
+def test_hub_section_is_accepted_and_validated_by_the_hub(isolated_settings: Path) -> None:
+    from pachon.hub.settings import load_hub_settings
+
+    (isolated_settings / "pachon.toml").write_text('[hub]\nspawner = "simple"\n')
+    assert load_settings().hub == {"spawner": "simple"}
+    assert load_hub_settings().spawner == "simple"
+    (isolated_settings / "pachon.toml").write_text('[hub]\nspawner = "docker"\n')
+    load_settings()  # the core passes the section through …
+    with pytest.raises(SettingsError, match="hub.spawner"):  # … the hub refuses it, naming it
+        load_hub_settings()
