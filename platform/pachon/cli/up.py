@@ -105,6 +105,11 @@ def _banner(components: list, notes: list[str], repo: Path) -> None:  # type: ig
         typer.echo("From a notebook on the hub:  import pachon.client; svc = pachon.client.tap()")
         typer.echo(f"From elsewhere (with a token): pyvo.dal.TAPService('{tap.public_url}', session=...)")
         typer.echo("  svc.search('SELECT TOP 5 * FROM TAP_SCHEMA.tables').to_table()")
+    if any(c.name == "alerts" for c in components):
+        typer.echo("")
+        typer.echo(
+            f"Alert stream: `pachon alerts tail --repo {repo} --from-beginning` (or AlertConsumer in a notebook)"
+        )
     for note in notes:
         typer.echo(f"note: {note}")
     typer.echo(f"logs: {repo / 'state' / 'logs'}   status: pachon status --repo {repo}   stop: Ctrl-C")

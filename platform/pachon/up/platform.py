@@ -248,8 +248,29 @@ def plan_platform(
             "SINGLE-USER MODE: notebook servers run as this Unix account with no isolation between users "
             "(SimpleLocalProcessSpawner); run as root or set PACHON_HUB__SPAWNER=system for private homes."
         )
+    kafka_port, registry_port = free_port(), free_port()
+    alerts = Component(
+        name="alerts",
+        command=[
+            sys.executable,
+            "-m",
+            "pachon.cli",
+            "alerts",
+            "broker",
+            "--repo",
+            str(repo),
+            "--port",
+            str(kafka_port),
+            "--registry-port",
+            str(registry_port),
+        ],
+        health_url=f"http://127.0.0.1:{registry_port}/subjects",
+        public_url=f"kafka://127.0.0.1:{kafka_port} (schema registry http://127.0.0.1:{registry_port})",
+        env=pachon_env,
+        start_timeout_s=60,
+    )
     checks = {"proxy": (f"{public_url}/", f"{internal_url}/hub/health")}
-    components = [tap, discovery, hub]
+    components = [alerts, tap, discovery, hub]
     if tap_problem:
         components.remove(tap)
         notes.append(f"TAP is not started: {tap_problem}")
