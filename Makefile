@@ -19,7 +19,8 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 .PHONY: help install demo test test-fast lint format bench clean system-deps
 
 help:
-	@echo "make demo    simulate a $(PRESET) survey into $(DEMO_REPO) and run the platform (PRESET=small for more)"
+	@echo "make demo    simulate a $(PRESET) survey into $(DEMO_REPO), process it (prompt, alerts, data release)"
+	@echo "             and run the platform behind JupyterHub (PRESET=small for more; UP_ARGS=--check to stop after a check)"
 	@echo "make test    the whole test suite, then lint (PACHON_REQUIRE_SERVICES=1 makes skips fail)"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make bench   the benchmarks under benchmarks/ (figures go to benchmarks/RESULTS.md)"
@@ -43,10 +44,16 @@ install: $(VENV)/.installed $(VENV)/.js-built
 system-deps:
 	@bash scripts/system-deps
 
+# The whole chain that exists: simulate → prompt processing and alerts → data release → serve behind the hub.
+# UP_ARGS=--check starts everything, checks it answers, and stops (what CI and tests use).
 demo: install
 	rm -rf $(DEMO_DIR)
 	$(BIN)/pachon repo create $(DEMO_REPO)
 	$(BIN)/pachon simulate --repo $(DEMO_REPO) --preset $(PRESET) --seed $(SEED)
+	$(BIN)/pachon prompt templates --repo $(DEMO_REPO)
+	$(BIN)/pachon prompt run --repo $(DEMO_REPO)
+	$(BIN)/pachon drp run --repo $(DEMO_REPO) --release dp1
+	$(BIN)/pachon metrics show --repo $(DEMO_REPO) --plot $(DEMO_DIR)/metrics
 	$(BIN)/pachon up --repo $(DEMO_REPO) $(UP_ARGS)
 
 test: install

@@ -41,9 +41,8 @@ class IsrConfig(_Config):
         default=8.0, description="a column whose median deviates this much is BAD"
     )
     cosmic_rays: bool = True
-    cr_sigclip: float = Field(default=5.0, description="astroscrappy (L.A.Cosmic) detection limit in sigma")
-    cr_objlim: float = Field(
-        default=4.0, description="L.A.Cosmic contrast limit between CR and PSF-like object"
+    cr_sigclip: float = Field(
+        default=5.0, description="cosmic-ray detection limit in sigma (find_cosmic_rays)"
     )
 
 

@@ -6,7 +6,7 @@ along the readout are followed) and an optional bias frame are subtracted, ADU b
 electrons through the gain, the flat divides out pixel response and vignetting, bad columns
 are found from their column statistics (or taken from the flat's mask), a variance plane is
 built from Poisson + read noise *before* flat-fielding scales it, and cosmic rays are found
-with L.A.Cosmic (astroscrappy) and interpolated over. Every modified pixel keeps its mask
+by their sharpness (:func:`find_cosmic_rays`) and interpolated over. Every modified pixel keeps its mask
 bit (``SAT``, ``BAD``, ``CR``, ``INTRP``, ``EDGE``), as in the LSST stack.
 """
 
