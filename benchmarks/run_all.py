@@ -37,7 +37,9 @@ def main(argv: list[str]) -> int:
         result = subprocess.run(command, check=False)
         print(f"--- exit {result.returncode} after {time.monotonic() - start:.0f} s", flush=True)
         failures += result.returncode != 0
-    print(f"\n{failures} benchmark(s) failed" if failures else "\nall benchmarks ran; see benchmarks/RESULTS.md")
+    print(
+        f"\n{failures} benchmark(s) failed" if failures else "\nall benchmarks ran; see benchmarks/RESULTS.md"
+    )
     return 1 if failures else 0
 
 

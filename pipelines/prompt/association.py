@@ -131,7 +131,7 @@ def _summaries(objects: dict[int, dict[str, Any]], history: pd.DataFrame, visit_
                 else np.ones(len(h))
             )
             w = np.nan_to_num(w, nan=1.0)
-            uv = unit_vectors(h["ra"], h["dec"])
+            uv = unit_vectors(h["ra"].to_numpy(), h["dec"].to_numpy())
             mean = (uv * w[:, None]).sum(axis=0)
             mean /= np.linalg.norm(mean)
             row["ra"] = float(np.degrees(np.arctan2(mean[1], mean[0])) % 360)
@@ -207,7 +207,7 @@ def associate_visit(
     obj_ids = np.zeros(n, dtype=np.int64)
     matched = np.zeros(n, dtype=bool)
     if n and len(existing):
-        tree = cKDTree(unit_vectors(existing["ra"], existing["dec"]))
+        tree = cKDTree(unit_vectors(np.asarray(existing["ra"]), np.asarray(existing["dec"])))
         radius = np.radians(config.radius_arcsec / 3600.0)
         dist, idx = tree.query(
             unit_vectors(dia_sources["ra"], dia_sources["dec"]), distance_upper_bound=radius
