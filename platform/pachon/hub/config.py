@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import os
 import pwd
+import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+from pachon.core.settings import SettingsError
 from pachon.hub.scopes import CUSTOM_SCOPES, roles
 from pachon.hub.settings import HubSettings
 from pachon.hub.spec import PlatformSpec, load_secrets, load_spec, save_secrets
@@ -66,10 +69,42 @@ def read_admins(state_dir: Path) -> set[str]:
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
 
+def system_spawner_problem() -> str | None:
+    """Why per-user Unix accounts cannot run notebook servers here (None when they can).
+
+    A server spawned as another Unix user runs *this* Python environment, so every folder
+    on the way to the interpreter and the environment must be searchable by other users.
+    A Python installed under a private home (e.g. pyenv in ``/root``, mode 700) is not,
+    and every spawn would fail with "Permission denied".
+    """
+    for target in (Path(sys.executable), Path(sys.prefix)):
+        for path in (Path(os.path.realpath(target)), *Path(os.path.realpath(target)).parents):
+            try:
+                mode = path.stat().st_mode
+            except OSError as exc:
+                return f"cannot inspect {path} ({exc})"
+            if not mode & stat.S_IXOTH:
+                return (
+                    f"other Unix users cannot reach this Python ({path} is mode {stat.S_IMODE(mode):o}); "
+                    "install Pachón in a Python every user can run (e.g. under /opt) for per-user accounts"
+                )
+    return None
+
+
 def resolve_spawner(settings: HubSettings) -> str:
-    """``system`` or ``simple`` (``auto`` means system exactly when running as root)."""
+    """``system`` or ``simple``.
+
+    ``auto`` means system when running as root *and* other Unix users can run this Python
+    (see :func:`system_spawner_problem`), else simple (``pachon up`` then says why). An
+    explicit ``system`` that cannot work is refused with the reason instead of failing at
+    every spawn.
+    """
     if settings.spawner == "auto":
-        return "system" if os.geteuid() == 0 else "simple"
+        return "system" if os.geteuid() == 0 and system_spawner_problem() is None else "simple"
+    if settings.spawner == "system":
+        problem = system_spawner_problem()
+        if problem is not None:
+            raise SettingsError(f"invalid setting hub.spawner = 'system': {problem}")
     return settings.spawner
 
 

@@ -240,13 +240,19 @@ def plan_platform(
         start_timeout_s=60,
         cwd=str(state),
     )
-    from pachon.hub.config import resolve_spawner
+    from pachon.hub.config import resolve_spawner, system_spawner_problem
 
     notes: list[str] = []
     if resolve_spawner(settings) == "simple":
+        if os.geteuid() != 0:
+            why = "run as root or set PACHON_HUB__SPAWNER=system for private homes"
+        elif settings.spawner == "simple":
+            why = "PACHON_HUB__SPAWNER=simple"
+        else:
+            why = f"running as root, but {system_spawner_problem()}"
         notes.append(
             "SINGLE-USER MODE: notebook servers run as this Unix account with no isolation between users "
-            "(SimpleLocalProcessSpawner); run as root or set PACHON_HUB__SPAWNER=system for private homes."
+            f"(SimpleLocalProcessSpawner); {why}."
         )
     kafka_port, registry_port = free_port(), free_port()
     alerts = Component(

@@ -106,11 +106,39 @@ def test_simple_spawner_has_private_state_homes_and_server_env(tmp_path: Path) -
     assert "custom:tap:read" in c.Spawner.server_token_scopes
 
 
-def test_system_spawner_creates_accounts_in_a_hook(tmp_path: Path) -> None:
+def test_system_spawner_creates_accounts_in_a_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pachon.hub.config as hub_config
+
+    monkeypatch.setattr(hub_config, "system_spawner_problem", lambda: None)
     c = Config()
     configure(c, _spec(tmp_path, spawner="system"))
     assert c.JupyterHub.spawner_class == "jupyterhub.spawner.LocalProcessSpawner"
     assert callable(c.Spawner.pre_spawn_hook)
+
+
+def test_system_spawner_needs_a_python_other_users_can_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spawning as another Unix user runs this Python: under a private home (/root, 0700) every
+    spawn would fail, so auto falls back to the shared account and an explicit choice is refused."""
+    import pachon.hub.config as hub_config
+    from pachon.core.settings import SettingsError
+
+    private = tmp_path / "private"
+    (private / "bin").mkdir(parents=True)
+    python = private / "bin" / "python"
+    python.write_text("")
+    python.chmod(0o755)
+    private.chmod(0o700)
+    monkeypatch.setattr(hub_config.sys, "executable", str(python))
+    problem = hub_config.system_spawner_problem()
+    assert problem is not None and str(private) in problem and "700" in problem
+    assert hub_config.resolve_spawner(HubSettings(spawner="auto")) == "simple"
+    with pytest.raises(SettingsError, match="hub.spawner = 'system'"):
+        hub_config.resolve_spawner(HubSettings(spawner="system"))
+    private.chmod(0o755)
+    monkeypatch.setattr(hub_config.sys, "prefix", str(private))
+    assert hub_config.system_spawner_problem() is None or "private" not in hub_config.system_spawner_problem()
 
 
 def test_hub_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
