@@ -24,6 +24,11 @@ _REGULAR = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # SQL-92 reserved words (ADQL 2.1 §2.1.3) and ADQL reserved function/geometry names.
 ADQL_RESERVED = frozenset(
     [
+        "BIT_AND",
+        "BIT_NOT",
+        "BIT_OR",
+        "BIT_XOR",
+        "COT",
         "ABSOLUTE",
         "ACTION",
         "ADD",
