@@ -18,7 +18,7 @@ from pachon.pipelines.drp.multivisit import MAS_PER_DEG, parallax_factors
 from pachon.pipelines.drp.singlevisit import psf_from_dict
 from pachon.pipelines.prompt.characterize import BAD_BITS, plane_bits
 from pachon.pipelines.prompt.measure import psf_photometry
-from pachon.pipelines.prompt.pipeline import _open_repo
+from pachon.pipelines.prompt.pipeline import open_repo
 
 __all__ = ["forced_quantum", "positions_at"]
 
@@ -49,7 +49,7 @@ def forced_quantum(
     """Forced photometry on one detector-visit: (visit, detector, table or failure reason, seconds)."""
     t0 = time.perf_counter()
     try:
-        repo = _open_repo(repo_path)
+        repo = open_repo(repo_path)
         image = repo.get("visit_image", visit=visit, detector=detector, collections=run)
         psf = psf_from_dict(repo.get("drp_psf", visit=visit, detector=detector, collections=run))
         ra, dec = positions_at(objects, mjd, ref_epoch_mjd)

@@ -33,7 +33,13 @@ from pachon.pipelines.drp.multivisit import associate, fit_astrometry_global, ub
 from pachon.pipelines.drp.singlevisit import QuantumResult, calibrate_quantum
 from pachon.pipelines.drp.tables import ccd_visit_table, object_table, source_table, visit_table
 from pachon.pipelines.prompt.ids import ccd_visit_id
-from pachon.pipelines.prompt.pipeline import ExposureInfo, _refcat, clear_caches, detectors_of, list_exposures
+from pachon.pipelines.prompt.pipeline import (
+    ExposureInfo,
+    clear_caches,
+    detectors_of,
+    list_exposures,
+    load_refcat,
+)
 
 __all__ = ["DATASET_TYPES", "DrpReport", "release_run", "run_release"]
 
@@ -297,7 +303,7 @@ def run_release(
         report.step_seconds["associate"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        refcat = _refcat(path)
+        refcat = load_refcat(path)
         astro = fit_astrometry_global(sources, group, config, refcat=refcat, extended=extended)
         report.noise_floor_mas = astro.noise_floor_mas
         report.step_seconds["astrometry"] = time.perf_counter() - t0

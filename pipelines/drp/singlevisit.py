@@ -9,18 +9,15 @@ process, the ``source`` table last, so "``source`` exists" means "quantum done" 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from astropy.table import Table
-from astropy.time import Time
 
 from pachon.core.image import Exposure
-from pachon.pipelines.prompt.calibrate import calibrate_detector
 from pachon.pipelines.prompt.config import PromptConfig
-from pachon.pipelines.prompt.pipeline import ExposureInfo, _open_repo, _refcat
+from pachon.pipelines.prompt.pipeline import ExposureInfo, calibrate_from_repo
 from pachon.pipelines.prompt.psf import PsfModel
 
 __all__ = ["QuantumResult", "calibrate_quantum", "psf_from_dict", "psf_to_dict"]
@@ -67,25 +64,7 @@ def calibrate_quantum(
     config = PromptConfig.model_validate_json(config_json)
     out = QuantumResult(visit=exposure.id, detector=detector, ok=False)
     try:
-        t0 = time.perf_counter()
-        repo = _open_repo(repo_path)
-        raw = repo.get("raw", exposure=exposure.id, detector=detector)
-        try:
-            flat = repo.get("flat", detector=detector, physical_filter=f"{exposure.band}_sim")
-        except Exception:  # no flat for this filter: ISR proceeds without one
-            flat = None
-        refcat = _refcat(repo_path)
-        out.timings["read"] = time.perf_counter() - t0
-        cal = calibrate_detector(
-            raw,
-            refcat=refcat,
-            band=exposure.band,
-            epoch=Time(exposure.mjd, format="mjd", scale="tai"),
-            visit=exposure.id,
-            detector=detector,
-            flat=flat,
-            config=config,
-        )
+        cal, _has_flat = calibrate_from_repo(repo_path, exposure, detector, config)
         out.timings.update(cal.timings)
         src = cal.sources
         src["midpointMjdTai"] = np.full(len(src), exposure.mjd)

@@ -26,7 +26,7 @@ from astropy.time import Time
 
 from pachon.core.image import Exposure
 from pachon.core.repo import COLLECTIONS, INSTRUMENT, DataRepository
-from pachon.pipelines.prompt.calibrate import calibrate_detector
+from pachon.pipelines.prompt.calibrate import CalibratedDetector, calibrate_detector
 from pachon.pipelines.prompt.coadd import CoaddInput
 from pachon.pipelines.prompt.config import PromptConfig
 from pachon.pipelines.prompt.dia import detect_dia_sources
@@ -142,13 +142,15 @@ def ensure_dataset_types(repo: DataRepository) -> None:
 
 # -- per-process caches (each Dask worker opens the repo and loads the refcat once) -------------------
 @functools.lru_cache(maxsize=4)
-def _open_repo(path: str) -> DataRepository:
+def open_repo(path: str) -> DataRepository:
+    """The repo, opened once per worker process (cached)."""
     return DataRepository.open(path)
 
 
 @functools.lru_cache(maxsize=4)
-def _refcat(path: str) -> Table:
-    repo = _open_repo(path)
+def load_refcat(path: str) -> Table:
+    """The whole reference catalog, read once per worker process (cached)."""
+    repo = open_repo(path)
     refs = list(repo.butler.registry.queryDatasets("refcat", collections=COLLECTIONS["refcats"]))
     if not refs:
         raise FileNotFoundError(f"{path}: no refcat datasets in collection {COLLECTIONS['refcats']}")
@@ -159,14 +161,46 @@ def _refcat(path: str) -> Table:
 
 @functools.lru_cache(maxsize=12)
 def _template_patches(path: str, band: str, skymap: str) -> tuple[Exposure, ...]:
-    return tuple(load_template_patches(_open_repo(path), band, skymap))
+    return tuple(load_template_patches(open_repo(path), band, skymap))
 
 
 def clear_caches() -> None:
     """Forget cached repos, refcats and templates (after new templates are built)."""
-    _open_repo.cache_clear()
-    _refcat.cache_clear()
+    open_repo.cache_clear()
+    load_refcat.cache_clear()
     _template_patches.cache_clear()
+
+
+def calibrate_from_repo(
+    repo_path: str, exposure: ExposureInfo, detector: int, config: PromptConfig
+) -> tuple[CalibratedDetector, bool]:
+    """Read a detector-visit's raw, its flat and the reference catalog, and calibrate it.
+
+    The one path from repo to calibrated image that prompt processing and the data release
+    share. Returns the calibration (its ``timings`` start with ``read``) and whether the repo
+    had a flat for the filter (without one, ISR proceeds unflattened).
+    """
+    t0 = time.perf_counter()
+    repo = open_repo(repo_path)
+    raw = repo.get("raw", exposure=exposure.id, detector=detector)
+    try:
+        flat = repo.get("flat", detector=detector, physical_filter=f"{exposure.band}_sim")
+    except Exception:  # no flat for this filter
+        flat = None
+    refcat = load_refcat(repo_path)
+    read_s = time.perf_counter() - t0
+    cal = calibrate_detector(
+        raw,
+        refcat=refcat,
+        band=exposure.band,
+        epoch=Time(exposure.mjd, format="mjd", scale="tai"),
+        visit=exposure.id,
+        detector=detector,
+        flat=flat,
+        config=config,
+    )
+    cal.timings = {"read": read_s, **cal.timings}
+    return cal, flat is not None
 
 
 @dataclass
@@ -216,29 +250,11 @@ def process_detector(
     """
     config = PromptConfig.model_validate_json(config_json)
     out = DetectorOutcome(visit=exposure.id, detector=detector, ok=False)
-    step = "read"
+    step = "read and calibrate"
     try:
-        repo = _open_repo(repo_path)
-        t0 = time.perf_counter()
-        raw = repo.get("raw", exposure=exposure.id, detector=detector)
-        flat = None
-        try:
-            flat = repo.get("flat", detector=detector, physical_filter=f"{exposure.band}_sim")
-        except Exception:  # no flat for this filter: ISR proceeds without one (noted in the summary)
+        cal, has_flat = calibrate_from_repo(repo_path, exposure, detector, config)
+        if not has_flat:  # ISR proceeded without one (noted in the summary)
             out.metrics["no_flat"] = 1.0
-        refcat = _refcat(repo_path)
-        out.timings["read"] = time.perf_counter() - t0
-        step = "calibrate"
-        cal = calibrate_detector(
-            raw,
-            refcat=refcat,
-            band=exposure.band,
-            epoch=Time(exposure.mjd, format="mjd", scale="tai"),
-            visit=exposure.id,
-            detector=detector,
-            flat=flat,
-            config=config,
-        )
         out.timings.update(cal.timings)
         out.metrics.update(
             astrometry_rms_mas=cal.astrometry.rms_mas,
@@ -312,7 +328,7 @@ def calibrate_for_template(
     """Calibrate one detector of a template visit; the coadd input, or the failure reason."""
     config = PromptConfig.model_validate_json(config_json)
     try:
-        repo = _open_repo(repo_path)
+        repo = open_repo(repo_path)
         raw = repo.get("raw", exposure=exposure.id, detector=detector)
         try:
             flat = repo.get("flat", detector=detector, physical_filter=f"{exposure.band}_sim")
@@ -320,7 +336,7 @@ def calibrate_for_template(
             flat = None
         cal = calibrate_detector(
             raw,
-            refcat=_refcat(repo_path),
+            refcat=load_refcat(repo_path),
             band=exposure.band,
             epoch=Time(exposure.mjd, format="mjd", scale="tai"),
             visit=exposure.id,
