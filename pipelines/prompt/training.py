@@ -92,7 +92,7 @@ def label_dia_sources(
 
 
 def _training_job(args: tuple[str, Any, int, str, int]) -> Table | str:
-    from pachon.pipelines.prompt.pipeline import _open_repo, process_detector
+    from pachon.pipelines.prompt.pipeline import open_repo, process_detector
 
     path, exposure, detector, config_json, seed = args
     outcome = process_detector(path, exposure, detector, config_json, None, inject=FakeInjector(seed=seed))
@@ -100,7 +100,7 @@ def _training_job(args: tuple[str, Any, int, str, int]) -> Table | str:
         return f"visit {exposure.id} detector {detector}: {outcome.reason}"
     dia = outcome.dia_sources
     fakes = dia.meta.get("injected")
-    repo = _open_repo(path)
+    repo = open_repo(path)
     try:
         truth = repo.get(
             "truth_visit_sources", exposure=exposure.id, detector=detector, collections=COLLECTIONS["truth"]
