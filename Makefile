@@ -68,7 +68,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check $(SOURCES) tests benchmarks
 	$(BIN)/ruff format --check $(SOURCES) tests benchmarks
-	$(BIN)/mypy $(SOURCES)
+	MYPY=$(abspath $(BIN))/mypy bash scripts/typecheck
 
 format: install
 	$(BIN)/ruff check --fix $(SOURCES) tests benchmarks

@@ -432,7 +432,12 @@ def build_templates(
             continue
         made = coadd_patches(skymap, band, inputs)
         for patch_id, tmpl in made:
-            data_id = {"skymap": skymap.name, "tract": skymap.tract, "patch": patch_id, "band": band}
+            data_id: dict[str, Any] = {
+                "skymap": skymap.name,
+                "tract": skymap.tract,
+                "patch": patch_id,
+                "band": band,
+            }
             if repo.has("template_coadd", run=COLLECTIONS["templates"], **data_id):
                 ref = repo.butler.find_dataset(
                     "template_coadd", data_id, collections=COLLECTIONS["templates"]
