@@ -339,6 +339,16 @@ class CatalogDatabase(ABC):
         """Every schema (TAP_SCHEMA included) with its tables and columns."""
         return list(self._schemas)
 
+    def _schema_for_write(self, name: str) -> SchemaInfo:
+        """The schema a table is written into: the existing one (ADQL case rules) or a new record."""
+        existing = next((s for s in self._schemas if s.name.lower() == name.lower()), None)
+        return SchemaInfo(
+            name=existing.name if existing else name,
+            description=existing.description if existing else None,
+            utype=existing.utype if existing else None,
+            schema_index=existing.schema_index if existing else 100,
+        )
+
     def tables(self) -> list[TableInfo]:
         return [t for s in self._schemas for t in s.tables]
 
@@ -999,13 +1009,7 @@ class DuckDBCatalog(CatalogDatabase):
         sort_column: str | None,
         progress: Progress | None,
     ) -> int:
-        existing = next((s for s in self._schemas if s.name.lower() == info.schema.lower()), None)
-        schema = SchemaInfo(
-            name=existing.name if existing else info.schema,
-            description=existing.description if existing else None,
-            utype=existing.utype if existing else None,
-            schema_index=existing.schema_index if existing else 100,
-        )
+        schema = self._schema_for_write(info.schema)
         info = replace(info, schema=schema.name)
         batches = self._spatial_batches(source, position, progress, with_hidden=True)
         first = next(batches, None)
@@ -1278,13 +1282,7 @@ class PostgresCatalog(CatalogDatabase):
         sort_column: str | None,
         progress: Progress | None,
     ) -> int:
-        existing = next((s for s in self._schemas if s.name.lower() == info.schema.lower()), None)
-        schema = SchemaInfo(
-            name=existing.name if existing else info.schema,
-            description=existing.description if existing else None,
-            utype=existing.utype if existing else None,
-            schema_index=existing.schema_index if existing else 100,
-        )
+        schema = self._schema_for_write(info.schema)
         info = replace(info, schema=schema.name, position=position or info.position)
         target = f"{_q(info.schema)}.{_q(info.name)}"
         rows = 0
