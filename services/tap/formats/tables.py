@@ -28,7 +28,7 @@ from pachon.core.catalog.model import ColumnInfo
 
 from .errors import ResultStreamError
 from .types import ColumnSpec, ResultMeta, StatusCallback, coerce, column_specs, unique_names
-from .votable import close_source
+from .votable import closing_source
 
 __all__ = ["arrow_field", "write_fits", "write_parquet"]
 
@@ -91,11 +91,7 @@ def write_parquet(
     meta: ResultMeta | None = None,
 ) -> Iterator[bytes]:
     """Stream a Parquet file, one row group per ~128k rows, with units/UCDs in the schema."""
-    iterator = iter(batches)
-    try:
-        yield from _parquet_document(columns, iterator, status, meta)
-    finally:
-        close_source(iterator)
+    return closing_source(batches, lambda iterator: _parquet_document(columns, iterator, status, meta))
 
 
 def _parquet_document(
@@ -236,11 +232,7 @@ def write_fits(
     meta: ResultMeta | None = None,
 ) -> Iterator[bytes]:
     """Yield a FITS file (empty primary HDU + one BINTABLE) once all batches are in."""
-    iterator = iter(batches)
-    try:
-        yield from _fits_document(columns, iterator, status, meta)
-    finally:
-        close_source(iterator)
+    return closing_source(batches, lambda iterator: _fits_document(columns, iterator, status, meta))
 
 
 def _fits_document(

@@ -23,7 +23,7 @@ from pachon.core.catalog.model import ColumnInfo
 from .cells import cell_text, concat_strings, csv_quote, join_rows, tsv_clean, xml_escape
 from .errors import ResultStreamError
 from .types import ColumnSpec, ResultMeta, StatusCallback, coerce, column_specs, unique_names
-from .votable import close_source
+from .votable import closing_source
 
 __all__ = ["write_csv", "write_html", "write_tsv"]
 
@@ -48,11 +48,7 @@ def _stream_rows(
     (the service can still answer with a VOTable error document); once bytes are out, a
     failure becomes :class:`ResultStreamError`.
     """
-    iterator = iter(batches)
-    try:
-        yield from _rows(iterator, specs, status, encode, head, tail)
-    finally:
-        close_source(iterator)
+    return closing_source(batches, lambda iterator: _rows(iterator, specs, status, encode, head, tail))
 
 
 def _rows(

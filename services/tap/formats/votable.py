@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -453,9 +453,20 @@ def _stream(
     status: StatusCallback | None,
     meta: ResultMeta | None,
 ) -> Iterator[bytes]:
+    return closing_source(batches, lambda iterator: _document(encoder_type, columns, iterator, status, meta))
+
+
+def closing_source(
+    batches: Iterable[pa.RecordBatch], document: Callable[[Iterator[pa.RecordBatch]], Iterator[bytes]]
+) -> Iterator[bytes]:
+    """Stream ``document(batches)`` and close the batch source however the stream ends.
+
+    Every result writer goes through here: a client that hangs up mid-stream (the generator is
+    closed) or a failing encoder must not leave a database cursor open.
+    """
     iterator = iter(batches)
     try:
-        yield from _document(encoder_type, columns, iterator, status, meta)
+        yield from document(iterator)
     finally:
         close_source(iterator)
 
