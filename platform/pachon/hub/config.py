@@ -20,16 +20,22 @@ decided (ports, services). Choices and why:
   hashes in the hub database) by default; ``GenericOAuthenticator`` for an OIDC provider when
   ``hub.authenticator = "oauth"``.
 * **Spawner**: as root, ``LocalProcessSpawner`` with a Unix account per user, created (home mode
-  700) on the first spawn after approval, so one user cannot read another's home; otherwise
+  700) when an admin approves the sign-up (and, for accounts made otherwise, at the first spawn),
+  so one user cannot read another's home. Their servers run the *user environment* of
+  :mod:`pachon.hub.userenv` (an interpreter every user can execute, seeing the project's
+  packages), decided by ``pachon up`` and recorded in the spec. Otherwise
   ``SimpleLocalProcessSpawner``, which runs every server as the hub's own Unix user with no
-  isolation — the banner of ``pachon up`` says so.
+  isolation — the banner of ``pachon up`` says so. Both are the subclasses of
+  :mod:`pachon.hub.spawners`, which return from ``start()`` once the server listens (spawns
+  are not slowed by the hub's poll back-off).
+* **JupyterLab defaults** for every server (``overrides.json`` in a settings folder the servers
+  can read, ``--LabApp.app_settings_dir``): no news prompt, no update checks.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +52,7 @@ __all__ = [
     "USERNAME_PATTERN",
     "admins_file",
     "configure",
+    "ensure_unix_user",
     "read_admins",
     "resolve_spawner",
     "server_environment",
@@ -69,42 +76,47 @@ def read_admins(state_dir: Path) -> set[str]:
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
 
-def system_spawner_problem() -> str | None:
-    """Why per-user Unix accounts cannot run notebook servers here (None when they can).
+def system_spawner_problem(python: str | None = None) -> str | None:
+    """Why servers of other Unix users cannot run ``python`` (None when they can).
 
-    A server spawned as another Unix user runs *this* Python environment, so every folder
-    on the way to the interpreter and the environment must be searchable by other users.
-    A Python installed under a private home (e.g. pyenv in ``/root``, mode 700) is not,
-    and every spawn would fail with "Permission denied".
+    ``python`` None means this very interpreter and environment: a server spawned as another
+    user then runs *this* Python, so every folder on the way to the interpreter and the
+    environment must be searchable by others. A Python under a private home (pyenv in
+    ``/root``, mode 700) is not; ``pachon up`` then prepares a user environment
+    (:func:`pachon.hub.userenv.ensure_user_python`) and passes its interpreter here.
     """
-    for target in (Path(sys.executable), Path(sys.prefix)):
-        for path in (Path(os.path.realpath(target)), *Path(os.path.realpath(target)).parents):
-            try:
-                mode = path.stat().st_mode
-            except OSError as exc:
-                return f"cannot inspect {path} ({exc})"
-            if not mode & stat.S_IXOTH:
-                return (
-                    f"other Unix users cannot reach this Python ({path} is mode {stat.S_IMODE(mode):o}); "
-                    "install Pachón in a Python every user can run (e.g. under /opt) for per-user accounts"
-                )
+    from pachon.hub.userenv import reach_problem
+
+    targets = [Path(python)] if python else [Path(sys.executable), Path(sys.prefix)]
+    for target in targets:
+        problem = reach_problem(target)
+        if problem is not None:
+            return (
+                f"other Unix users cannot run this Python ({problem}); install Pachón in a Python every user can run (e.g. under /opt), or install "
+                f"the system's python{sys.version_info.major}.{sys.version_info.minor} so `pachon up` can "
+                "prepare a user environment from it"
+            )
     return None
 
 
-def resolve_spawner(settings: HubSettings) -> str:
-    """``system`` or ``simple``.
+def resolve_spawner(settings: HubSettings, *, python: str | None = None) -> str:
+    """``system`` or ``simple`` for servers that would run ``python`` (None: this interpreter).
 
-    ``auto`` means system when running as root *and* other Unix users can run this Python
+    ``auto`` means system when running as root *and* other Unix users can run that Python
     (see :func:`system_spawner_problem`), else simple (``pachon up`` then says why). An
     explicit ``system`` that cannot work is refused with the reason instead of failing at
     every spawn.
     """
+
+    def problem() -> str | None:
+        return system_spawner_problem(python) if python else system_spawner_problem()
+
     if settings.spawner == "auto":
-        return "system" if os.geteuid() == 0 and system_spawner_problem() is None else "simple"
+        return "system" if os.geteuid() == 0 and problem() is None else "simple"
     if settings.spawner == "system":
-        problem = system_spawner_problem()
-        if problem is not None:
-            raise SettingsError(f"invalid setting hub.spawner = 'system': {problem}")
+        reason = problem()
+        if reason is not None:
+            raise SettingsError(f"invalid setting hub.spawner = 'system': {reason}")
     return settings.spawner
 
 
@@ -130,23 +142,49 @@ def server_environment(spec: PlatformSpec) -> dict[str, str]:
     return env
 
 
-def _ensure_unix_user(home_root: Path, spawner: Any) -> None:
-    """Create the user's Unix account with a private home the first time they spawn."""
-    name = spawner.user.name
+def _uid_min() -> int:
+    """The first uid of ordinary accounts (``UID_MIN`` of ``/etc/login.defs``, else 1000)."""
+    try:
+        for line in Path("/etc/login.defs").read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "UID_MIN" and parts[1].isdigit():
+                return int(parts[1])
+    except OSError:
+        pass
+    return 1000
+
+
+def ensure_unix_user(home_root: Path, name: str, log: Any = None) -> Path:
+    """The Unix account of hub user ``name``, created with a private home (mode 700) if missing.
+
+    Idempotent (the approval and every spawn call it). An existing *system* account (root,
+    daemon, postgres, … : uid below ``UID_MIN``) is refused: a sign-up named ``root`` must never
+    get a server running as root. Returns the home folder.
+    """
     try:
         entry = pwd.getpwnam(name)
-        home = Path(entry.pw_dir)
     except KeyError:
         home = home_root / name
         home_root.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
+        result = subprocess.run(
             ["useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/bash",
              "--comment", "Pachon user", name],
-            check=True, capture_output=True,
+            capture_output=True, text=True,
         )  # fmt: skip
-        spawner.log.info("created Unix account %s with home %s", name, home)
+        if result.returncode != 0 and "already exists" not in result.stderr:
+            raise RuntimeError(f"useradd {name} failed: {result.stderr.strip()}") from None
+        if log is not None:
+            log.info("created Unix account %s with home %s", name, home)
+        entry = pwd.getpwnam(name)
+    if entry.pw_uid == 0 or entry.pw_uid < _uid_min():
+        raise RuntimeError(
+            f"the hub user {name!r} is the system account {name!r} (uid {entry.pw_uid}); Pachón runs servers "
+            f"only as ordinary accounts (uid >= {_uid_min()}): delete this hub user and choose another name"
+        )
+    home = Path(entry.pw_dir)
     if home.exists():
         os.chmod(home, 0o700)
+    return home
 
 
 def configure(c: Any, spec_path: str | Path) -> None:
@@ -250,10 +288,11 @@ def _configure_authenticator(c: Any, settings: HubSettings, state: Path) -> None
 
 
 def _configure_spawner(c: Any, spec: PlatformSpec, settings: HubSettings, state: Path) -> None:
-    kind = resolve_spawner(settings)
-    env = server_environment(spec)
-    c.Spawner.environment = {**env, "ACCESS_TOKEN": lambda spawner: spawner.api_token}
-    c.Spawner.cmd = [spec.python, "-m", "jupyterhub.singleuser"]
+    kind = spec.spawner or resolve_spawner(settings)
+    python = spec.user_python or spec.python
+    env: dict[str, Any] = dict(server_environment(spec))
+    env["ACCESS_TOKEN"] = lambda spawner: spawner.api_token
+    c.Spawner.cmd = [python, "-m", "jupyterhub.singleuser"]
     c.Spawner.default_url = "/lab"
     c.Spawner.start_timeout = settings.spawn_timeout_s
     c.Spawner.http_timeout = settings.spawn_timeout_s
@@ -261,24 +300,35 @@ def _configure_spawner(c: Any, spec: PlatformSpec, settings: HubSettings, state:
     c.Spawner.server_token_scopes = [
         "access:servers!server", "users:activity!user", "read:users:name!user", *CUSTOM_SCOPES,
     ]  # fmt: skip
-    # The Data panel's server half (pachon.extensions.lab) runs in every single-user server.
+    # The Data panel's server half (pachon.extensions.lab) runs in every single-user server;
+    # JupyterLab's defaults come from the platform's settings folder and it never phones home.
     args = [
         "--ServerApp.terminals_enabled=True",
         "--ServerApp.jpserver_extensions=pachon.extensions.lab=True",
+        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
     ]
+    if spec.lab_settings_dir:
+        args.append(f"--LabApp.app_settings_dir={spec.lab_settings_dir}")
     if kind == "simple":
-        c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+        c.JupyterHub.spawner_class = "pachon.hub.spawners.PachonSimpleLocalProcessSpawner"
         home_root = Path(settings.home_root) if settings.home_root else state / "homes"
         home_root.mkdir(parents=True, exist_ok=True)
-        c.SimpleLocalProcessSpawner.home_dir_template = str(home_root / "{username}")
+        c.PachonSimpleLocalProcessSpawner.home_dir_template = str(home_root / "{username}")
         if os.geteuid() == 0:
             args.append("--allow-root")
     else:
-        c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
+        c.JupyterHub.spawner_class = "pachon.hub.spawners.PachonLocalProcessSpawner"
         home_root = Path(settings.home_root or "/home/pachon")
+        # `python`, `pip list`, … in a user's terminal are the user environment's.
+        env["PATH"] = f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin"
 
         def _hook(spawner: Any) -> None:
-            _ensure_unix_user(home_root, spawner)
+            ensure_unix_user(home_root, spawner.user.name, spawner.log)
+
+        def _approved(name: str) -> None:
+            ensure_unix_user(home_root, name)
 
         c.Spawner.pre_spawn_hook = _hook
+        c.PachonNativeAuthenticator.approval_hook = _approved
+    c.Spawner.environment = env
     c.Spawner.args = args

@@ -4,17 +4,27 @@ jupyterhub-nativeauthenticator 1.3.0 (its latest release) predates JupyterHub 6:
 handler times the login with ``self.statsd`` (removed from the hub's handlers) and its
 ``_render`` does not accept the ``sync`` argument the hub now passes when rendering an error
 page, so every login answered HTTP 500. :class:`PachonNativeAuthenticator` swaps in a login
-handler fixing both and changes nothing else.
+handler fixing both.
+
+It also calls :attr:`PachonNativeAuthenticator.approval_hook` when an admin approves a sign-up
+(``/hub/authorize/<name>``): the system spawner uses it to create the user's Unix account at
+approval, so an approved user exists on the machine before their first server starts.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import LoginHandler as _NativeLoginHandler
+from nativeauthenticator.handlers import ToggleAuthorizationHandler as _NativeToggleHandler
+from nativeauthenticator.handlers import admin_users_scope
+from nativeauthenticator.orm import UserInfo
+from tornado import web
 from tornado.escape import url_escape
 from tornado.httputil import url_concat
+from traitlets import Any as AnyTrait
 
 __all__ = ["PachonNativeAuthenticator"]
 
@@ -59,9 +69,39 @@ class PachonLoginHandler(_NativeLoginHandler):  # type: ignore[misc]
         )
 
 
+class PachonToggleAuthorizationHandler(_NativeToggleHandler):  # type: ignore[misc]
+    """``/hub/authorize/<name>``: toggle approval, then run the approval hook for a newly approved user.
+
+    A failing hook (say ``useradd`` refused the name) is answered with HTTP 500 naming the cause;
+    the approval itself stays recorded, and the spawner's own hook retries at the first spawn.
+    """
+
+    @admin_users_scope  # type: ignore[untyped-decorator]
+    async def get(self, slug: str) -> None:
+        if UserInfo.find(self.db, slug) is None:
+            raise web.HTTPError(404, f"no sign-up named {slug!r}")
+        info = UserInfo.change_authorization(self.db, slug)
+        hook = self.authenticator.approval_hook
+        if info.is_authorized and hook is not None:
+            try:
+                await asyncio.to_thread(hook, slug)
+            except Exception as exc:
+                self.log.error("approval hook failed for %s: %s", slug, exc)
+                raise web.HTTPError(
+                    500, f"{slug} is approved, but preparing the account failed: {exc}"
+                ) from exc
+        self.redirect(self.hub.base_url + "authorize#" + slug)
+
+
 class PachonNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
-    """NativeAuthenticator with :class:`PachonLoginHandler` at ``/login``."""
+    """NativeAuthenticator with :class:`PachonLoginHandler` and :class:`PachonToggleAuthorizationHandler`."""
+
+    approval_hook = AnyTrait(
+        None,
+        allow_none=True,
+        help="Called with the user name (in a worker thread) when an admin approves a sign-up.",
+    ).tag(config=True)
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
-        handlers = super().get_handlers(app)
-        return [(path, PachonLoginHandler if path == r"/login" else handler) for path, handler in handlers]
+        replace = {r"/login": PachonLoginHandler, r"/authorize/([^/]*)": PachonToggleAuthorizationHandler}
+        return [(path, replace.get(path, handler)) for path, handler in super().get_handlers(app)]

@@ -48,10 +48,19 @@ class HubSettings(BaseModel):
         default="auto",
         description="system: every account is a Unix user (LocalProcessSpawner; needs root; homes are "
         "private); simple: one shared Unix account, no isolation (SimpleLocalProcessSpawner); auto: system "
-        "when running as root, else simple.",
+        "when running as root and a Python every user can run is found, else simple.",
     )
     home_root: str = Field(default="", description="Where single-user homes live; default <repo>/state/hub/homes "
                            "(simple) or /home/pachon (system).")  # fmt: skip
+    user_python: str = Field(
+        default="",
+        description="system spawner: the interpreter (same Python version as Pachón, runnable by every user) "
+        "the servers' user environment is made from; default this environment's base, else /usr/bin/python3.X.",
+    )
+    user_env_root: str = Field(
+        default="",
+        description="system spawner: where user environments are made; default /var/lib/pachon/user-python.",
+    )
     cull_idle_s: int = Field(
         default=3600, ge=0, description="Stop servers idle this long; 0 disables culling."
     )

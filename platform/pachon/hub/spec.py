@@ -67,6 +67,12 @@ class PlatformSpec:
     settings: dict[str, Any] = field(default_factory=dict)
     """:class:`pachon.hub.settings.HubSettings` as a dict."""
     version: str = ""
+    spawner: str = ""
+    """``system`` or ``simple`` as ``pachon up`` decided (empty: decide from the settings)."""
+    user_python: str = ""
+    """The interpreter servers run when it is not :attr:`python` (the system spawner's user environment)."""
+    lab_settings_dir: str = ""
+    """Folder with the platform's JupyterLab ``overrides.json``, readable by every server."""
 
     def service_url(self, name: str, *, internal: bool = False) -> str:
         base = self.internal_url if internal else self.public_url

@@ -153,6 +153,8 @@ def plan_platform(
     state = hub_state_dir(repo)
     state.mkdir(parents=True, exist_ok=True)
     os.chmod(state, 0o700)
+    protect_private_state(repo)
+    spawner, user_python, lab_settings, spawner_note = decide_spawner(settings, state)
     public_url = f"http://{_public_host(host)}:{port}"
     internal_host = "127.0.0.1" if host in ("0.0.0.0", "::", "", "127.0.0.1", "localhost") else host
     internal_url = f"http://{internal_host}:{port}"
@@ -190,6 +192,9 @@ def plan_platform(
         services=services,
         settings=settings.model_dump(),
         version=pachon.__version__,
+        spawner=spawner,
+        user_python=user_python,
+        lab_settings_dir=lab_settings,
     )
     spec_path = state / "platform.json"
     spec.save(spec_path)
@@ -214,6 +219,7 @@ def plan_platform(
             **_service_env("tap", tap_token, hub_port),
             "PACHON_TAP__PUBLIC_BASE_URL": f"{public_url}/services/tap",
         },
+        umask=0o077,  # job records and results of every user: never readable by other Unix accounts
     )
     discovery = Component(
         name="discovery",
@@ -240,20 +246,7 @@ def plan_platform(
         start_timeout_s=60,
         cwd=str(state),
     )
-    from pachon.hub.config import resolve_spawner, system_spawner_problem
-
-    notes: list[str] = []
-    if resolve_spawner(settings) == "simple":
-        if os.geteuid() != 0:
-            why = "run as root or set PACHON_HUB__SPAWNER=system for private homes"
-        elif settings.spawner == "simple":
-            why = "PACHON_HUB__SPAWNER=simple"
-        else:
-            why = f"running as root, but {system_spawner_problem()}"
-        notes.append(
-            "SINGLE-USER MODE: notebook servers run as this Unix account with no isolation between users "
-            f"(SimpleLocalProcessSpawner); {why}."
-        )
+    notes: list[str] = [spawner_note] if spawner_note else []
     kafka_port, registry_port = free_port(), free_port()
     alerts = Component(
         name="alerts",
@@ -281,6 +274,64 @@ def plan_platform(
         components.remove(tap)
         notes.append(f"TAP is not started: {tap_problem}")
     return PlatformPlan(components=components, catalog_url=url, notes=notes, spec=spec, checks=checks)
+
+
+def protect_private_state(repo: Path) -> None:
+    """Make what holds users' data or the platform's secrets owner-only before anything starts.
+
+    With the system spawner, notebook servers run as other Unix accounts on this machine: they
+    may read the repo (the Butler's files, ``state/kafka.json``) but not the hub's secrets and
+    database (``state/hub``), the logs, the TAP jobs database (``state/pachon.sqlite3``) or job
+    results. Files created later inherit this from the TAP service's umask (077).
+    """
+    state = repo / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    for name in ("hub", "logs", "tap-results"):
+        (state / name).mkdir(exist_ok=True)
+        os.chmod(state / name, 0o700)
+    for path in state.glob("pachon.sqlite3*"):
+        os.chmod(path, 0o600)
+
+
+def decide_spawner(settings: HubSettings, state: Path) -> tuple[str, str, str, str | None]:
+    """(``system``/``simple``, the servers' interpreter or "", JupyterLab settings folder, note or None).
+
+    As root (``auto`` or ``system``), servers run as each user's Unix account in the user
+    environment of :func:`pachon.hub.userenv.ensure_user_python`; when none can be prepared,
+    ``auto`` falls back to single-user mode and says why, and an explicit ``system`` is refused.
+    """
+    from pachon.core.settings import SettingsError
+    from pachon.hub.config import resolve_spawner
+    from pachon.hub.userenv import UserPythonError, ensure_user_python, write_lab_settings
+
+    root = os.geteuid() == 0
+    why = ""
+    if settings.spawner == "system" and not root:
+        raise SettingsError(
+            "invalid setting hub.spawner = 'system': starting servers as other users needs root"
+        )
+    if settings.spawner != "simple" and root:
+        env_root = Path(settings.user_env_root) if settings.user_env_root else None
+        try:
+            user = ensure_user_python(env_root, explicit_base=settings.user_python)
+        except UserPythonError as exc:
+            if settings.spawner == "system":
+                raise SettingsError(f"invalid setting hub.spawner = 'system': {exc}") from None
+            why = f"running as root, but {exc}"
+        else:
+            if resolve_spawner(settings, python=str(user.python)) == "system":
+                return "system", str(user.python), str(user.lab_settings_dir), None
+    lab_settings = state / "lab-settings"
+    write_lab_settings(lab_settings)
+    if not why:
+        why = "PACHON_HUB__SPAWNER=simple" if settings.spawner == "simple" else (
+            "run as root for a Unix account per user with a private home"
+        )  # fmt: skip
+    note = (
+        "SINGLE-USER MODE: notebook servers run as this Unix account with no isolation between users "
+        f"(SimpleLocalProcessSpawner); {why}."
+    )
+    return "simple", "", str(lab_settings), note
 
 
 def _tap_unavailable() -> str | None:

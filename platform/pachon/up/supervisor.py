@@ -63,6 +63,8 @@ class Component:
     restarts: int = 0
     log_path: Path | None = None
     cwd: str | None = None
+    umask: int = -1
+    """The child's umask (-1 keeps ours); 0o077 for services whose files hold users' data."""
 
     def healthy(self, timeout: float = 2.0) -> bool:
         try:
@@ -121,6 +123,7 @@ class Supervisor:
             env=env,
             cwd=component.cwd,
             start_new_session=True,
+            umask=component.umask,
         )
         log_file.close()
         log.info("started %s (pid %d), log %s", component.name, component.process.pid, component.log_path)

@@ -5,7 +5,6 @@ Runs only as root (the hook runs in a root hub); it creates two throwaway accoun
 
 from __future__ import annotations
 
-import logging
 import os
 import pwd
 import shutil
@@ -13,17 +12,12 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from pachon.hub.config import _ensure_unix_user
+from pachon.hub.config import ensure_unix_user
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="creating Unix accounts needs root")
-
-
-def _spawner(name: str) -> SimpleNamespace:
-    return SimpleNamespace(user=SimpleNamespace(name=name), log=logging.getLogger("test"))
 
 
 def test_accounts_are_created_with_private_homes() -> None:
@@ -35,8 +29,8 @@ def test_accounts_are_created_with_private_homes() -> None:
     root = base / "homes"
     try:
         for name in (alice, bob):
-            _ensure_unix_user(root, _spawner(name))
-            _ensure_unix_user(root, _spawner(name))  # idempotent
+            assert ensure_unix_user(root, name) == root / name
+            assert ensure_unix_user(root, name) == root / name  # idempotent
         entry = pwd.getpwnam(alice)
         home = Path(entry.pw_dir)
         assert home == root / alice
@@ -56,3 +50,11 @@ def test_accounts_are_created_with_private_homes() -> None:
         for name in (alice, bob):
             subprocess.run(["userdel", "--remove", name], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_system_accounts_are_never_used_for_servers(tmp_path: Path) -> None:
+    """A hub user named like a system account (root, daemon, …) must not get a server as that account."""
+    for name in ("root", "daemon"):
+        with pytest.raises(RuntimeError, match="system account"):
+            ensure_unix_user(tmp_path, name)
+    assert not (tmp_path / "root").exists()

@@ -91,8 +91,8 @@ def test_config_authenticators(tmp_path: Path) -> None:
 def test_simple_spawner_has_private_state_homes_and_server_env(tmp_path: Path) -> None:
     c = Config()
     configure(c, _spec(tmp_path, spawner="simple"))
-    assert c.JupyterHub.spawner_class == "jupyterhub.spawner.SimpleLocalProcessSpawner"
-    assert c.SimpleLocalProcessSpawner.home_dir_template.endswith("state/hub/homes/{username}")
+    assert c.JupyterHub.spawner_class == "pachon.hub.spawners.PachonSimpleLocalProcessSpawner"
+    assert c.PachonSimpleLocalProcessSpawner.home_dir_template.endswith("state/hub/homes/{username}")
     env = c.Spawner.environment
     assert env["PACHON_TAP_URL"] == "http://127.0.0.1:8000/services/tap"
     assert env["EXTERNAL_TAP_URL"] == env["PACHON_TAP_URL"]
@@ -112,7 +112,7 @@ def test_system_spawner_creates_accounts_in_a_hook(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(hub_config, "system_spawner_problem", lambda: None)
     c = Config()
     configure(c, _spec(tmp_path, spawner="system"))
-    assert c.JupyterHub.spawner_class == "jupyterhub.spawner.LocalProcessSpawner"
+    assert c.JupyterHub.spawner_class == "pachon.hub.spawners.PachonLocalProcessSpawner"
     assert callable(c.Spawner.pre_spawn_hook)
 
 
