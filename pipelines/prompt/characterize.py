@@ -145,7 +145,7 @@ def characterize(
     use_win = (wflag == 0) & (np.hypot(wx - x, wy - y) < 1.5)
     x = np.where(use_win, wx, x)
     y = np.where(use_win, wy, y)
-    phot = psf_photometry(sub, variance, bad, psf, x, y)
+    phot = psf_photometry(sub, variance, bad, psf, x, y, pixel_weights=False)  # unbiased for bright stars
     ap_flux, ap_err, _ = aperture_photometry(sub, variance, bad, x, y, config.aperture_radius)
     snr = np.asarray(phot["flux"] / phot["fluxErr"])
     pos_err = np.sqrt(2.0) * psf.sigma / np.maximum(np.abs(snr), 1e-3)

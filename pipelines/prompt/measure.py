@@ -84,12 +84,17 @@ def psf_photometry(
     y: np.ndarray,
     *,
     fit_radius: float | None = None,
+    pixel_weights: bool = True,
 ) -> Table:
     """Linear PSF-flux fit at fixed positions (forced photometry when the positions come from elsewhere).
 
     flux = Σ P·D/V / Σ P²/V and σ² = 1 / Σ P²/V over unmasked pixels within ``fit_radius``
     (default 2·FWHM) of the position; also returns the reduced χ² of the fit and the fraction of
     the PSF's weight that fell on masked pixels (large values mean the flux is extrapolated).
+    ``pixel_weights=False`` fits with uniform weights (flux = Σ P·D / Σ P², σ² = Σ P²·V / (Σ P²)²),
+    as Rubin's ``PsfFlux`` does: a variance plane that holds the source's own Poisson noise
+    down-weights a bright star's core, so any PSF-model error biases bright and faint stars
+    differently (measured: bright stars 50 mmag too faint on ``small``).
     """
     n = len(x)
     flux = np.full(n, np.nan)
@@ -121,13 +126,21 @@ def psf_photometry(
         masked_frac[i] = 1.0 - (p * ok).sum() / total if total > 0 else 1.0
         if ok.sum() < 3:
             continue
-        w = p[ok] ** 2 / v[ok]
-        denom = w.sum()
-        if denom <= 0:
-            continue
-        f = (p[ok] * d[ok] / v[ok]).sum() / denom
-        flux[i] = f
-        err[i] = 1.0 / np.sqrt(denom)
+        if pixel_weights:
+            w = p[ok] ** 2 / v[ok]
+            denom = w.sum()
+            if denom <= 0:
+                continue
+            f = (p[ok] * d[ok] / v[ok]).sum() / denom
+            flux[i] = f
+            err[i] = 1.0 / np.sqrt(denom)
+        else:
+            pp = (p[ok] ** 2).sum()
+            if pp <= 0:
+                continue
+            f = (p[ok] * d[ok]).sum() / pp
+            flux[i] = f
+            err[i] = np.sqrt((p[ok] ** 2 * v[ok]).sum()) / pp
         chi2[i] = ((d[ok] - f * p[ok]) ** 2 / v[ok]).sum() / max(ok.sum() - 1, 1)
     return Table({"flux": flux, "fluxErr": err, "chi2": chi2, "maskedFraction": masked_frac})
 
