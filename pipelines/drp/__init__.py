@@ -1,5 +1,6 @@
 """Data release processing: single-visit calibration, global astrometry with proper motion and parallax,
-ubercal photometry, forced photometry and DP1 catalogs loaded into the catalog layer.
+ubercal photometry, deep coadds, multi-band detection and measurement on the coadds, forced
+photometry and DP1 catalogs loaded into the catalog layer.
 
 Entry point: :func:`run_release` (CLI ``pachon drp run``).
 """

@@ -1,35 +1,63 @@
-"""Deep coadds of a release (``deep_coadd`` per skymap patch and band), built with prompt processing's coadder.
+"""Deep coadds of a release (``deep_coadd`` per skymap patch and band) and their PSF models.
 
 The skymap (one TAN tract, north up, at the visits' pixel scale) is designed around every
 calibrated detector of the release with :func:`pachon.pipelines.prompt.skymap.design_skymap`
 (skymap ``pachon_drp_<release>``, designed on the release's first run and stored as
-``drp_skymap`` so re-runs reuse it; it never clashes with the template skymap), and each band's
-visit images are combined per patch by :func:`pachon.pipelines.prompt.templates.coadd_patches`,
-i.e. :func:`pachon.pipelines.prompt.coadd.coadd`: warped onto the patch, **PSF-matched** (each
-input convolved to 1.02 × the worst input FWHM with a Gaussian kernel), inverse-variance
-weighted, with per-pixel outlier rejection at 5σ against the stack median (transients, cosmic
-rays, satellite trails). The coadd PSF is the matched Gaussian (``PSF_FWHM`` in the header).
+``drp_skymap`` so re-runs reuse it; it never clashes with the template skymap). Patches tile
+the tract without overlap; each patch's coadd covers the patch **plus a border** of
+``border`` pixels on every side (Rubin's patch overlap), so objects on a patch edge are
+detected whole, and each Object is kept by the one patch whose inner region holds its centroid.
 
-Objects are **not** yet detected on these coadds (they come from multi-visit source association);
-the coadds feed the 5σ depth metric and users' image access.
+Each (patch, band) is one quantum (:func:`coadd_quantum`, run on Dask by the driver): the
+band's visit images that touch the patch, **scaled by the global photometric calibration**
+(ubercal factors per detector-visit), are combined by prompt processing's
+:func:`pachon.pipelines.prompt.coadd.coadd`: warped onto the patch, **PSF-matched** (each input
+convolved to 1.02 × the worst input FWHM with a Gaussian kernel), inverse-variance weighted,
+with per-pixel outlier rejection at 5σ against the leave-one-out mean (transients, cosmic rays,
+satellite trails).
+
+Coadd PSF model (:func:`coadd_psf`, stored as ``drp_coadd_psf`` with the inputs' digest): the
+weighted mean of the inputs' fitted PSF models (``drp_psf``, at the detector centre) each
+convolved with its matching Gaussian — what PSF matching made of each input, weighted as the
+coadder weights them (inverse median variance × the fraction of the patch the input covers),
+as Rubin's ``CoaddPsf`` sums the warped input PSFs. The input PSFs are not rotated onto the
+tract (the simulated visits are north-up within a fraction of a degree).
+
+Resumability: a quantum whose ``drp_coadd_psf`` exists with the same inputs digest (visits,
+detectors, calibration factors, border) is skipped.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from astropy.table import Table
+from scipy import ndimage
 
 from pachon.core.image import MASK_PLANES, Exposure
 from pachon.core.repo import DataRepository
-from pachon.pipelines.drp.singlevisit import psf_from_dict
-from pachon.pipelines.prompt.coadd import CoaddInput
-from pachon.pipelines.prompt.skymap import SkyMap, design_skymap
-from pachon.pipelines.prompt.templates import coadd_patches
+from pachon.pipelines.drp.singlevisit import psf_from_dict, psf_to_dict
+from pachon.pipelines.prompt.coadd import CoaddInput, coadd
+from pachon.pipelines.prompt.psf import PsfModel
+from pachon.pipelines.prompt.skymap import Patch, SkyMap, design_skymap
 
-__all__ = ["SKYMAP_NAME", "CoaddReport", "build_deep_coadds", "coadd_depth"]
+__all__ = [
+    "SKYMAP_NAME",
+    "CoaddQuantum",
+    "CoaddReport",
+    "coadd_depth",
+    "coadd_psf",
+    "coadd_quantum",
+    "expanded_patch",
+    "plan_coadds",
+    "release_skymap",
+]
 
 SKYMAP_NAME = "pachon_drp"
 
@@ -41,6 +69,8 @@ class CoaddReport:
     depth: dict[str, float] = field(default_factory=dict)  # band → median 5σ PSF depth (AB mag)
     psf_fwhm_arcsec: dict[str, float] = field(default_factory=dict)
     patch_rows: list[dict[str, object]] = field(default_factory=list)  # DP1 CoaddPatches rows
+    built: int = 0
+    skipped: int = 0
 
     def coadd_patches_table(self) -> Table:
         """DP1 ``CoaddPatches``: tract, patch, centre and an ADQL/STC-S polygon of every patch with data."""
@@ -63,72 +93,174 @@ def coadd_depth(image: Exposure) -> float:
     return float(-2.5 * np.log10(flux5) + 31.4)
 
 
-def build_deep_coadds(
-    repo: DataRepository,
-    run: str,
-    quanta: list[tuple[int, int, str]],
-    *,
-    pixel_scale: float = 0.2,
-    patch_size: int = 2048,
-) -> CoaddReport:
-    """Coadd every band of ``quanta`` ((visit, detector, band) with a ``visit_image`` in ``run``)."""
-    report = CoaddReport()
+def expanded_patch(patch: Patch, border: int) -> Patch:
+    """The patch grown by ``border`` pixels on every side (same tract pixel grid)."""
+    w = patch.wcs.deepcopy()
+    w.wcs.crpix = patch.wcs.wcs.crpix + np.array([border, border])
+    w.wcs.set()
+    return Patch(
+        id=patch.id, x0=patch.x0 - border, y0=patch.y0 - border, nx=patch.nx + 2 * border,
+        ny=patch.ny + 2 * border, wcs=w,
+    )  # fmt: skip
+
+
+def release_skymap(
+    repo: DataRepository, run: str, keys: list[tuple[int, int]], *, pixel_scale: float, patch_size: int
+) -> SkyMap:
+    """The release's skymap: designed around the calibrated detectors on the first run, reused after."""
+    if repo.has("drp_skymap", run=run):
+        return SkyMap(**repo.get("drp_skymap", collections=run))
     footprints = []
-    for v, d, _ in quanta:
+    for v, d in keys:
         image = repo.get("visit_image", visit=v, detector=d, collections=run)
         ny, nx = np.shape(image.data)
         footprints.append((image.wcs, (int(ny), int(nx))))
-    # one skymap per release, designed on its first run and reused after (dimension records are immutable)
     name = f"{SKYMAP_NAME}_{run.rsplit('/', 1)[-1]}"
-    if repo.has("drp_skymap", run=run):
-        skymap = SkyMap(**repo.get("drp_skymap", collections=run))
-    else:
-        skymap = design_skymap(
-            footprints, name=name, pixel_scale=pixel_scale, patch_size=patch_size, margin=50
+    skymap = design_skymap(footprints, name=name, pixel_scale=pixel_scale, patch_size=patch_size, margin=50)
+    skymap.register(repo)
+    repo.put(dict(skymap.__dict__), "drp_skymap", run=run)
+    return skymap
+
+
+@dataclass(frozen=True)
+class CoaddQuantum:
+    """One (patch, band) coadd: its inputs (visit, detector, calibration factor, MJD) and their digest."""
+
+    patch: int
+    band: str
+    inputs: tuple[tuple[int, int, float, float], ...]
+    border: int
+
+    @property
+    def digest(self) -> str:
+        payload = json.dumps(
+            [self.border, [(v, d, round(f, 7)) for v, d, f, _ in sorted(self.inputs)]], separators=(",", ":")
         )
-        skymap.register(repo)
-        repo.put(dict(skymap.__dict__), "drp_skymap", run=run)
-    report.skymap = skymap.name
-    covered: set[int] = set()
-    for band in sorted({b for _, _, b in quanta}):
-        inputs = []
-        for v, d, b in quanta:
-            if b != band:
+        return hashlib.sha1(payload.encode()).hexdigest()
+
+
+def plan_coadds(
+    skymap: SkyMap,
+    corners: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
+    bands: dict[tuple[int, int], str],
+    factors: dict[tuple[int, int], float],
+    mjds: dict[tuple[int, int], float],
+    *,
+    border: int,
+) -> list[CoaddQuantum]:
+    """Every (patch, band) with at least one detector-visit touching the (bordered) patch."""
+    out = []
+    for patch in skymap.patches():
+        big = expanded_patch(patch, border)
+        touching: dict[str, list[tuple[int, int, float, float]]] = {}
+        for key, (ra, dec) in corners.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                px, py = big.wcs.all_world2pix(ra, dec, 0)
+            if px.max() < 0 or px.min() > big.nx or py.max() < 0 or py.min() > big.ny:
                 continue
+            touching.setdefault(bands[key], []).append((key[0], key[1], factors.get(key, 1.0), mjds[key]))
+        for band, inputs in sorted(touching.items()):
+            out.append(CoaddQuantum(patch=patch.id, band=band, inputs=tuple(sorted(inputs)), border=border))
+    return out
+
+
+def coadd_psf(inputs: list[tuple[PsfModel, float]], target_fwhm: float) -> PsfModel:
+    """Weighted mean of input PSFs each convolved to ``target_fwhm`` (``inputs``: (PSF, weight))."""
+    size = max(p.size for p, _ in inputs)
+    acc = np.zeros((size, size))
+    wsum = 0.0
+    st = target_fwhm / 2.3548
+    for psf, w in inputs:
+        img = np.zeros((size, size))
+        o = (size - psf.size) // 2
+        img[o : o + psf.size, o : o + psf.size] = psf.image()
+        ks = float(np.sqrt(max(st**2 - psf.sigma**2, 0.0)))
+        if ks > 0.05:
+            img = ndimage.gaussian_filter(img, ks, mode="constant")
+        acc += w * img / img.sum()
+        wsum += w
+    acc /= max(wsum, 1e-30)
+    acc = np.clip(acc, 0.0, None)
+    acc /= acc.sum()
+    peak = acc.max()
+    fwhm = float(2.0 * np.sqrt((acc >= 0.5 * peak).sum() / np.pi))
+    return PsfModel(components=acc[None], shape=(1, 1), fwhm=max(fwhm, target_fwhm), n_stars=len(inputs))
+
+
+def coadd_quantum(
+    repo_path: str, run: str, skymap_dict: dict[str, Any], quantum: CoaddQuantum
+) -> tuple[CoaddQuantum, Exposure | str, dict[str, Any] | None, float]:
+    """Build one (patch, band) coadd and its PSF; never writes (the driver does). Failure → reason."""
+    from pachon.pipelines.prompt.pipeline import open_repo
+
+    t0 = time.perf_counter()
+    try:
+        repo = open_repo(repo_path)
+        skymap = SkyMap(**skymap_dict)
+        patch = next(p for p in skymap.patches() if p.id == quantum.patch)
+        big = expanded_patch(patch, quantum.border)
+        items: list[CoaddInput] = []
+        weights: list[tuple[PsfModel, float]] = []
+        epochs: list[tuple[float, float]] = []
+        for v, d, factor, mjd in quantum.inputs:
             image = repo.get("visit_image", visit=v, detector=d, collections=run)
             psf = psf_from_dict(repo.get("drp_psf", visit=v, detector=d, collections=run))
-            inputs.append(CoaddInput(image, psf.fwhm, psf))
+            image.data = np.asarray(image.data, np.float32) * np.float32(factor)
+            if image.variance is not None:
+                image.variance = np.asarray(image.variance, np.float32) * np.float32(factor**2)
+            items.append(CoaddInput(image, psf.fwhm, psf))
+            var = np.asarray(image.variance, float)
+            frac = _overlap_fraction(image, big)
+            w = frac / float(np.median(var[var > 0])) if np.any(var > 0) else 0.0
+            weights.append((psf, w))
+            epochs.append((mjd, w))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            made = coadd_patches(skymap, band, inputs)
-        del inputs
-        depths = []
-        for patch_id, image in made:
-            data_id = {"skymap": skymap.name, "tract": skymap.tract, "patch": patch_id, "band": band}
-            if repo.has("deep_coadd", run=run, **data_id):
-                ref = repo.butler.find_dataset("deep_coadd", data_id, collections=run)
-                if ref is not None:
-                    repo.butler.pruneDatasets([ref], disassociate=True, unstore=True, purge=True)
-            repo.put(image, "deep_coadd", run=run, **data_id)
-            depths.append(coadd_depth(image))
-            report.psf_fwhm_arcsec[band] = float(image.meta.get("PSF_FWHM", np.nan)) * pixel_scale
-        report.patches[band] = [p for p, _ in made]
-        covered.update(p for p, _ in made)
-        finite = [x for x in depths if np.isfinite(x)]
-        report.depth[band] = float(np.median(finite)) if finite else float("nan")
-    for patch in skymap.patches():
-        if patch.id not in covered:
-            continue
-        ra, dec = patch.corners()
-        cra, cdec = patch.wcs.all_pix2world([(patch.nx - 1) / 2], [(patch.ny - 1) / 2], 0)
-        poly = " ".join(f"{a:.7f} {d:.7f}" for a, d in zip(ra, dec, strict=True))
-        report.patch_rows.append(
-            {
-                "lsst_tract": skymap.tract,
-                "lsst_patch": patch.id,
-                "s_ra": float(cra[0]),
-                "s_dec": float(cdec[0]),
-                "s_region": f"POLYGON ICRS {poly}",
-            }
-        )
-    return report
+            result = coadd(items, big.wcs, (big.ny, big.nx))
+        target = float(result.meta["PSF_FWHM"])
+        psf_model = coadd_psf([pw for pw in weights if pw[1] > 0] or weights, target)
+        wsum = sum(w for _, w in epochs)
+        epoch = sum(m * w for m, w in epochs) / wsum if wsum > 0 else float(np.mean([m for m, _ in epochs]))
+        result.meta["PATCHX0"] = (big.x0, "coadd origin in tract pixels (x), border included")
+        result.meta["PATCHY0"] = (big.y0, "coadd origin in tract pixels (y), border included")
+        result.meta["BORDER"] = (quantum.border, "pixels of overlap with the neighbouring patches")
+        result.meta["BAND"] = quantum.band
+        result.meta["SKYMAP"] = skymap.name
+        result.meta["EPOCH"] = (epoch, "weighted mean MJD (TAI) of the inputs")
+        info = {
+            "psf": psf_to_dict(psf_model),
+            "digest": quantum.digest,
+            "epoch": epoch,
+            "inputs": [[v, d, f] for v, d, f, _ in quantum.inputs],
+            "fwhm_matched": target,
+        }
+        return quantum, result, info, time.perf_counter() - t0
+    except Exception as exc:  # recorded by the driver; the release goes on without this coadd
+        return quantum, f"{type(exc).__name__}: {exc}", None, time.perf_counter() - t0
+
+
+def _overlap_fraction(image: Exposure, patch: Patch) -> float:
+    """Fraction of the patch's area inside the input's pixel bounding box (mapped to patch pixels)."""
+    ny, nx = np.shape(image.data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ra, dec = image.wcs.all_pix2world([0, nx - 1, nx - 1, 0], [0, 0, ny - 1, ny - 1], 0)
+        px, py = patch.wcs.all_world2pix(ra, dec, 0)
+    ox = max(0.0, min(px.max(), patch.nx) - max(px.min(), 0.0))
+    oy = max(0.0, min(py.max(), patch.ny) - max(py.min(), 0.0))
+    return float(ox * oy / (patch.nx * patch.ny))
+
+
+def patch_row(skymap: SkyMap, patch: Patch) -> dict[str, object]:
+    """The DP1 ``CoaddPatches`` row of a patch (its own area, without the border)."""
+    ra, dec = patch.corners()
+    cra, cdec = patch.wcs.all_pix2world([(patch.nx - 1) / 2], [(patch.ny - 1) / 2], 0)
+    poly = " ".join(f"{a:.7f} {d:.7f}" for a, d in zip(ra, dec, strict=True))
+    return {
+        "lsst_tract": skymap.tract,
+        "lsst_patch": patch.id,
+        "s_ra": float(cra[0]),
+        "s_dec": float(cdec[0]),
+        "s_region": f"POLYGON ICRS {poly}",
+    }

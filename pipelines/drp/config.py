@@ -40,8 +40,24 @@ class DrpConfig(BaseModel):
     ref_epoch_mjd: float = Field(
         default=57388.0, description="epoch of Object positions (J2016.0, the reference catalog's epoch)"
     )
-    coadds: bool = Field(default=True, description="build deep_coadd patches per band (PSF-matched)")
     coadd_patch_size: int = Field(default=2048, description="deep_coadd patch side in pixels")
+    coadd_border: int = Field(
+        default=100, description="pixels each patch's coadd extends into its neighbours (patch overlap)"
+    )
+    detect_threshold: float = Field(
+        default=5.0, description="detection threshold on the multi-band detection image, in σ of a PSF flux"
+    )
+    detect_min_area: int = Field(default=5, description="minimum footprint area (pixels) of a detection")
+    deblend_cont: float = Field(
+        default=0.005,
+        description="SExtractor DEBLEND_MINCONT: flux fraction a branch needs to become a separate child",
+    )
+    ref_band: str = Field(default="r", description="reference band (refBand): shapes and model radii")
+    join_radius_arcsec: float = Field(
+        default=1.0, description="match radius of multi-visit stars (astrometry) to coadd Objects"
+    )
     extendedness_threshold: float = Field(
-        default=0.5, description="Objects whose median per-visit extendedness exceeds this are extended"
+        default=0.5,
+        description="Objects whose refExtendedness exceeds this are extended (also used for the per-visit "
+        "extendedness that keeps galaxies out of the astrometric and photometric solutions)",
     )

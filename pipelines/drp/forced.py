@@ -2,9 +2,12 @@
 
 Each Object's position is propagated to the visit's epoch with its fitted proper motion and
 parallax, mapped to pixels with the visit's fitted WCS, and its flux fitted linearly with the
-PSF model fitted on that detector-visit (stored as ``drp_psf``) by prompt processing's
-:func:`~pachon.pipelines.prompt.measure.psf_photometry` — so faint Objects get a measurement
-(possibly negative) in visits where they were not detected, which is what light curves need.
+PSF model fitted on that detector-visit (stored as ``drp_psf``) — so faint Objects get a
+measurement (possibly negative) in visits where they were not detected, which is what light
+curves need. The Objects are the coadd detections (:mod:`pachon.pipelines.drp.objects`); the
+children of one deblended parent are fitted simultaneously
+(:func:`~pachon.pipelines.drp.measure_coadd.joint_psf_fluxes`), so a close pair's light is not
+counted twice.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ import time
 import numpy as np
 from astropy.table import Table
 
+from pachon.pipelines.drp.measure_coadd import joint_psf_fluxes
 from pachon.pipelines.drp.multivisit import MAS_PER_DEG, parallax_factors
 from pachon.pipelines.drp.singlevisit import psf_from_dict
 from pachon.pipelines.prompt.characterize import BAD_BITS, plane_bits
-from pachon.pipelines.prompt.measure import psf_photometry
 from pachon.pipelines.prompt.pipeline import open_repo
 
 __all__ = ["forced_quantum", "positions_at"]
@@ -61,7 +64,10 @@ def forced_quantum(
         bad = (mask & BAD_BITS) != 0
         data = np.asarray(image.data, float)
         var = np.asarray(image.variance, float) if image.variance is not None else np.full_like(data, np.nan)
-        phot = psf_photometry(data, var, bad, psf, x[on], y[on])
+        oid = np.asarray(objects["objectId"], np.int64)
+        parent = np.asarray(objects.get("parentObjectId", np.zeros(len(oid), np.int64)), np.int64)
+        groups = np.where(parent > 0, parent, oid)[on]
+        flux, flux_err, masked = joint_psf_fluxes(data, var, bad, psf, x[on], y[on], groups)
         ix = np.clip(np.round(x[on]).astype(int), 0, nx - 1)
         iy = np.clip(np.round(y[on]).astype(int), 0, ny - 1)
         centre = mask[iy, ix]
@@ -74,16 +80,18 @@ def forced_quantum(
                 "visit": np.full(n, visit, np.int64),
                 "detector": np.full(n, detector, np.int64),
                 "band": np.full(n, band),
-                "psfFlux": np.asarray(phot["flux"], float),
-                "psfFluxErr": np.asarray(phot["fluxErr"], float),
-                "psfFlux_flag": ~np.isfinite(np.asarray(phot["flux"]))
-                | (np.asarray(phot["maskedFraction"]) > 0.2),
+                "psfFlux": flux,
+                "psfFluxErr": flux_err,
+                "psfFlux_flag": ~np.isfinite(flux) | (masked > 0.2),
                 "pixelFlags_saturatedCenter": (centre & plane_bits("SAT")) != 0,
                 "pixelFlags_crCenter": (centre & plane_bits("CR")) != 0,
                 "pixelFlags_edge": (centre & plane_bits("EDGE")) != 0,
                 "midpointMjdTai": np.full(n, mjd),
             }
         )
+        for name in ("parentObjectId", "tract", "patch"):
+            if name in objects:
+                out[name] = np.asarray(objects[name], np.int64)[on]
         return visit, detector, out, time.perf_counter() - t0
     except Exception as exc:  # recorded by the driver; the release goes on
         return visit, detector, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0

@@ -86,7 +86,8 @@ def load_release(
             "butler_run": f"Pachon/runs/{release}",
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "config_json": config.model_dump_json(),
-            "objects_from": "multi-visit source association (friends-of-friends), not coadd detection",
+            "objects_from": "multi-band detection on the deep coadds (sep, multi-threshold deblending), "
+            "astrometry joined from the multi-visit solution",
             "counts": json.dumps(
                 {
                     "Object": len(objects),

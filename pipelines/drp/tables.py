@@ -15,65 +15,133 @@ from astropy.time import Time
 
 from pachon.pipelines.drp.multivisit import AstrometricSolution
 
-__all__ = ["OBJECT_ID_BASE", "ccd_visit_table", "object_table", "source_table", "visit_table"]
+__all__ = [
+    "OBJECT_ID_BASE",
+    "ccd_visit_table",
+    "coadd_object_table",
+    "dp1_columns",
+    "source_table",
+    "visit_table",
+]
 
 OBJECT_ID_BASE = 10**12
 """objectId = base + Object index (indices are ordered by declination, so re-runs reproduce them)."""
 
 
-def object_table(
-    astro: AstrometricSolution,
-    extendedness: np.ndarray,
-    band_fluxes: dict[str, tuple[np.ndarray, np.ndarray]],
-    shapes: tuple[np.ndarray, np.ndarray, np.ndarray],
-    ref_band: str,
+def dp1_columns(table: str) -> set[str]:
+    """Column names of a DP1 table in our Felis schema (DP1 plus the proper-motion extension)."""
+    from pachon.core.catalog.felis_schemas import schema_info
+
+    for t in schema_info("dp1").tables:
+        if t.name.split(".")[-1] == table:
+            return {c.name for c in t.columns}
+    raise KeyError(f"no table {table!r} in the dp1 schema")
+
+
+def _filled(col: Any) -> np.ndarray:
+    """A plain array from a possibly masked column: NaN for floats, False/0 otherwise."""
+    arr = np.ma.asarray(col)
+    if not np.ma.is_masked(arr):
+        return np.asarray(arr)
+    if arr.dtype.kind == "f":
+        return np.asarray(arr.filled(np.nan))
+    if arr.dtype.kind == "b":
+        return np.asarray(arr.filled(False))
+    return np.asarray(arr.filled(0))
+
+
+def coadd_object_table(
+    coadd: Table, astro: AstrometricSolution, star: np.ndarray, ref_band: str, pixel_scale_deg: float
 ) -> Table:
-    """One row per Object: position at J2016.0, per-band mean forced PSF flux, extendedness, 5-parameter astrometry."""
-    n = len(astro.ra)
-    cov = astro.cov
-    motion = astro.fitted_motion
-    nan = np.full(n, np.nan)
+    """DP1 Object from the coadd measurements (merged patches) and the joined astrometric solution.
+
+    ``star[i]`` is the index in ``astro`` of Object i's multi-visit star (−1: none).
+    ``coord_ra``/``coord_dec`` are the astrometric solution's position at J2016.0 (the reference
+    catalog's epoch) where that position is anchored by the reference catalog or more precise
+    than the coadd centroid; otherwise the coadd centroid (epoch ``<band>_epoch``, the coadds'
+    weighted mean; extrapolating a faint star's fit a decade back to J2016.0 would be less
+    precise). Proper motion and parallax columns are filled where the 5-parameter fit ran.
+    Every measured ``<band>_…`` column the DP1 schema defines is copied; the rest stay NULL.
+    Rows keep ``coadd``'s order (by objectId when the patches are stacked in order).
+    """
+    n = len(coadd)
+    known = dp1_columns("Object")
+    has = star >= 0
+    j = np.where(has, star, 0)
+    cov = astro.cov[j] if len(astro.ra) else np.zeros((n, 5, 5))
+    pos_err = _filled(coadd["det_xErr"]).astype(float) * pixel_scale_deg
+    fit_err = np.sqrt(np.abs(cov[:, 0, 0])) / 3.6e6
+    if len(astro.ra):
+        precise = astro.ref_matched[j] | (astro.fitted_motion[j] & (fit_err < pos_err))
+        fitted = has & precise
+        motion = has & astro.fitted_motion[j]
+    else:
+        fitted = motion = np.zeros(n, bool)
+    ra = np.where(fitted, astro.ra[j] if len(astro.ra) else 0.0, _filled(coadd["coord_ra"]))
+    dec = np.where(fitted, astro.dec[j] if len(astro.dec) else 0.0, _filled(coadd["coord_dec"]))
+    cols: dict[str, Any] = {
+        "objectId": _filled(coadd["objectId"]).astype(np.int64),
+        "parentObjectId": _filled(coadd["parentObjectId"]).astype(np.int64),
+        "coord_ra": ra,
+        "coord_dec": dec,
+        "coord_raErr": np.where(fitted, np.sqrt(np.abs(cov[:, 0, 0])) / 3.6e6, pos_err),
+        "coord_decErr": np.where(fitted, np.sqrt(np.abs(cov[:, 1, 1])) / 3.6e6, pos_err),
+        "coord_ra_dec_Cov": np.where(fitted, cov[:, 0, 1] / 3.6e6**2, 0.0),
+        "tract": _filled(coadd["tract"]).astype(np.int64),
+        "patch": _filled(coadd["patch"]).astype(np.int64),
+        "x": _filled(coadd["x"]).astype(float),
+        "y": _filled(coadd["y"]).astype(float),
+        "xErr": _filled(coadd["det_xErr"]).astype(float),
+        "yErr": _filled(coadd["det_yErr"]).astype(float),
+        "footprintArea": _filled(coadd["det_npix"]).astype(np.int64),
+        "refBand": np.full(n, ref_band),
+        "detect_isIsolated": _filled(coadd["det_nChild"]) <= 1,
+        "detect_fromBlend": _filled(coadd["det_nChild"]) > 1,
+        "deblend_nChild": np.zeros(n, np.int64),
+        "deblend_nPeaks": _filled(coadd["det_nPeaks"]).astype(np.int64),
+        "deblend_peak_center_x": (
+            _filled(coadd["det_peak_x"]) + np.round(_filled(coadd["x"]) - _filled(coadd["det_x"]))
+        ).astype(np.int64),
+        "deblend_peak_center_y": (
+            _filled(coadd["det_peak_y"]) + np.round(_filled(coadd["y"]) - _filled(coadd["det_y"]))
+        ).astype(np.int64),
+    }
+    for src, dst in (
+        ("extendedness", "refExtendedness"),
+        ("sizeExtendedness", "refSizeExtendedness"),
+        ("ixx", "shape_xx"),
+        ("iyy", "shape_yy"),
+        ("ixy", "shape_xy"),
+        ("i_flag", "shape_flag"),
+    ):
+        name = f"{ref_band}_{src}"
+        if name in coadd.colnames:
+            cols[dst] = _filled(coadd[name])
+    for name in coadd.colnames:
+        if name in known and name not in cols and name[:2] in {f"{b}_" for b in "ugrizy"}:
+            cols[name] = _filled(coadd[name])
 
     def m(x: np.ndarray) -> np.ndarray:
         return np.where(motion, x, np.nan)
 
-    t = Table(
-        {
-            "objectId": OBJECT_ID_BASE + np.arange(n, dtype=np.int64),
-            "coord_ra": astro.ra,
-            "coord_dec": astro.dec,
-            "coord_raErr": np.sqrt(cov[:, 0, 0]) / 3.6e6,
-            "coord_decErr": np.sqrt(cov[:, 1, 1]) / 3.6e6,
-            "coord_ra_dec_Cov": cov[:, 0, 1] / 3.6e6**2,
-            "refBand": np.full(n, ref_band),
-            "refExtendedness": extendedness.astype(float),
-            "shape_xx": shapes[0],
-            "shape_yy": shapes[1],
-            "shape_xy": shapes[2],
-            "pmRa": m(astro.params[:, 2]),
-            "pmDec": m(astro.params[:, 3]),
-            "parallax": m(astro.params[:, 4]),
-            "pmRaErr": m(np.sqrt(cov[:, 2, 2])),
-            "pmDecErr": m(np.sqrt(cov[:, 3, 3])),
-            "parallaxErr": m(np.sqrt(cov[:, 4, 4])),
-            "pmRa_pmDec_Cov": m(cov[:, 2, 3]),
-            "pmRa_parallax_Cov": m(cov[:, 2, 4]),
-            "pmDec_parallax_Cov": m(cov[:, 3, 4]),
-            "pmParallaxChi2": astro.chi2,
-            "pmParallaxNdata": 2 * astro.ndata,
-            "pmParallaxLnL": -0.5 * astro.chi2,
-        }
-    )
-    for band, (flux, err) in sorted(band_fluxes.items()):
-        t[f"{band}_psfFlux"] = flux
-        t[f"{band}_psfFluxErr"] = err
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t[f"{band}_psfMag"] = np.where(flux > 0, -2.5 * np.log10(flux) + 31.4, np.nan)
-            t[f"{band}_psfMagErr"] = np.where(flux > 0, 1.0857 * err / flux, np.nan)
-        t[f"{band}_extendedness"] = extendedness.astype(float)
-        t[f"{band}_psfFlux_flag"] = ~np.isfinite(flux)
-    del nan
-    return t
+    p = astro.params[j] if len(astro.ra) else np.zeros((n, 5))
+    chi2 = astro.chi2[j] if len(astro.ra) else np.zeros(n)
+    ndata = astro.ndata[j] if len(astro.ra) else np.zeros(n, np.int64)
+    cols |= {
+        "pmRa": m(p[:, 2]),
+        "pmDec": m(p[:, 3]),
+        "parallax": m(p[:, 4]),
+        "pmRaErr": m(np.sqrt(np.abs(cov[:, 2, 2]))),
+        "pmDecErr": m(np.sqrt(np.abs(cov[:, 3, 3]))),
+        "parallaxErr": m(np.sqrt(np.abs(cov[:, 4, 4]))),
+        "pmRa_pmDec_Cov": m(cov[:, 2, 3]),
+        "pmRa_parallax_Cov": m(cov[:, 2, 4]),
+        "pmDec_parallax_Cov": m(cov[:, 3, 4]),
+        "pmParallaxChi2": np.where(has, chi2, np.nan),
+        "pmParallaxNdata": np.where(has, 2 * ndata, 0).astype(np.int64),
+        "pmParallaxLnL": np.where(has, -0.5 * chi2, np.nan),
+    }
+    return Table(cols)
 
 
 def source_table(sources: Table, group: np.ndarray, astro: AstrometricSolution, factor: np.ndarray) -> Table:
