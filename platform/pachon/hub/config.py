@@ -292,7 +292,7 @@ def _configure_spawner(c: Any, spec: PlatformSpec, settings: HubSettings, state:
     python = spec.user_python or spec.python
     env: dict[str, Any] = dict(server_environment(spec))
     env["ACCESS_TOKEN"] = lambda spawner: spawner.api_token
-    c.Spawner.cmd = [python, "-m", "jupyterhub.singleuser"]
+    c.Spawner.cmd = [python, "-m", "pachon.hub.singleuser"]
     c.Spawner.default_url = "/lab"
     c.Spawner.start_timeout = settings.spawn_timeout_s
     c.Spawner.http_timeout = settings.spawn_timeout_s

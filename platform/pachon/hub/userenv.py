@@ -56,7 +56,9 @@ MARKER = "pachon-user-env.json"
 FORMAT = 1
 """Bumped when the layout of a user environment changes, so old ones are rebuilt."""
 
-VERIFY_IMPORTS = "jupyterhub.singleuser, jupyterlab, pachon.extensions.lab, numpy, astropy.table"
+VERIFY_IMPORTS = (
+    "pachon.hub.singleuser, jupyterhub.singleuser, jupyterlab, pachon.extensions.lab, numpy, astropy.table"
+)
 """What a user's server needs; imported as ``nobody`` once per environment."""
 
 LAB_SETTING_OVERRIDES: dict[str, dict[str, object]] = {

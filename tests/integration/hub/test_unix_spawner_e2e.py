@@ -213,12 +213,12 @@ def _server_pid(name: str) -> int:
             continue
         with contextlib.suppress(OSError):
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"jupyterhub.singleuser" not in cmdline:
+            if b"pachon.hub.singleuser" not in cmdline:
                 continue
             environ = (entry / "environ").read_bytes().split(b"\0")
             if f"JUPYTERHUB_USER={name}".encode() in environ:
                 return int(entry.name)
-    raise AssertionError(f"no jupyterhub.singleuser process for {name}")
+    raise AssertionError(f"no single-user server process (pachon.hub.singleuser) for {name}")
 
 
 PROBE = """
