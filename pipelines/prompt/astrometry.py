@@ -5,9 +5,12 @@ pixels), so a nearest-neighbour match would fail. We first find the offset by *v
 source–reference pair within the largest plausible error votes for its pixel offset in a 2-d
 histogram, and the true offset collects a peak of height ≈ the number of matched stars while
 random pairs spread thinly (Hough-style, as in astrometry.net's verification step). Then an
-affine refinement absorbs small rotation and scale errors, and astropy's
-``fit_wcs_from_points`` fits a TAN-SIP WCS with sigma-clipping, re-matching once with the new
-solution. The reference catalog is first propagated to the visit's epoch with its proper
+affine refinement absorbs small rotation and scale errors, and a TAN-SIP WCS is fitted with
+sigma-clipping, re-matching once with the new solution. The TAN-SIP fit is *linear*
+(:func:`fit_tan_sip`): references are projected onto the tangent plane and a polynomial in pixel
+offsets is solved by least squares, whose linear part is the CD matrix and whose higher orders are
+the SIP terms. It spans the same model as astropy's ``fit_wcs_from_points`` (a non-linear
+``least_squares`` over CRPIX, CD and SIP) at a few milliseconds instead of ~0.5 s per fit. The reference catalog is first propagated to the visit's epoch with its proper
 motions and parallaxes (Earth's barycentric position from astropy's built-in ephemeris).
 """
 
@@ -18,18 +21,17 @@ from dataclasses import dataclass
 
 import numpy as np
 from astropy import units as u
-from astropy.coordinates import SkyCoord, get_body_barycentric
+from astropy.coordinates import get_body_barycentric
 from astropy.table import Table
 from astropy.time import Time
-from astropy.wcs import WCS, FITSFixedWarning
-from astropy.wcs.utils import fit_wcs_from_points
+from astropy.wcs import WCS, Sip
 from scipy import ndimage
 from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
 
 from pachon.pipelines.prompt.config import AstrometryConfig
 
-__all__ = ["AstrometryError", "AstrometryResult", "fit_astrometry", "propagate_refcat"]
+__all__ = ["AstrometryError", "AstrometryResult", "fit_astrometry", "fit_tan_sip", "propagate_refcat"]
 
 
 class AstrometryError(RuntimeError):
@@ -117,6 +119,95 @@ def _residuals_mas(wcs: WCS, x: np.ndarray, y: np.ndarray, ra: np.ndarray, dec: 
     dra = (fra - ra) * np.cos(np.radians(dec)) * 3.6e6
     ddec = (fdec - dec) * 3.6e6
     return np.hypot(dra, ddec)
+
+
+def _gnomonic(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float) -> tuple[np.ndarray, np.ndarray]:
+    """Tangent-plane (standard) coordinates ξ (east), η (north) in degrees about ``(ra0, dec0)``."""
+    a, d = np.radians(ra), np.radians(dec)
+    a0, d0 = np.radians(ra0), np.radians(dec0)
+    cos_da = np.cos(a - a0)
+    cos_c = np.sin(d0) * np.sin(d) + np.cos(d0) * np.cos(d) * cos_da
+    xi = np.cos(d) * np.sin(a - a0) / cos_c
+    eta = (np.cos(d0) * np.sin(d) - np.sin(d0) * np.cos(d) * cos_da) / cos_c
+    return np.degrees(xi), np.degrees(eta)
+
+
+def _deproject(xi: float, eta: float, ra0: float, dec0: float) -> tuple[float, float]:
+    """Inverse of :func:`_gnomonic` for one point (degrees)."""
+    x, y = np.radians(xi), np.radians(eta)
+    d0 = np.radians(dec0)
+    rho = float(np.hypot(x, y))
+    if rho == 0.0:
+        return ra0, dec0
+    c = np.arctan(rho)
+    dec = np.arcsin(np.cos(c) * np.sin(d0) + y * np.sin(c) * np.cos(d0) / rho)
+    ra = np.radians(ra0) + np.arctan2(
+        x * np.sin(c), rho * np.cos(d0) * np.cos(c) - y * np.sin(d0) * np.sin(c)
+    )
+    return float(np.degrees(ra) % 360.0), float(np.degrees(dec))
+
+
+def fit_tan_sip(
+    x: np.ndarray,
+    y: np.ndarray,
+    ra: np.ndarray,
+    dec: np.ndarray,
+    shape: tuple[int, int],
+    degree: int,
+) -> WCS:
+    """A TAN-SIP WCS (SIP ``degree``, forward A/B terms) fitted to matched pixel and sky positions.
+
+    CRPIX is the detector centre. With the references projected onto the plane tangent at CRVAL,
+    ξ and η are fitted as full polynomials of ``degree`` in the pixel offsets (u, v) from CRPIX by
+    linear least squares: the linear terms are the CD matrix, the terms of order ≥ 2 are
+    ``CD · (A, B)``, so ``A, B = CD⁻¹ ·`` (those terms). The constant term is a pointing offset:
+    CRVAL moves to it and the fit repeats (twice suffices; it then sits below a µas).
+    """
+    ny, nx = shape
+    xp = np.asarray(x, dtype=float)
+    yp = np.asarray(y, dtype=float)
+    crpix = np.array([(nx - 1) / 2.0 + 1.0, (ny - 1) / 2.0 + 1.0])
+    scale = max(nx, ny) / 2.0  # conditions the normal equations: (u, v)/scale lie in [-1, 1]
+    u = (xp + 1.0 - crpix[0]) / scale
+    v = (yp + 1.0 - crpix[1]) / scale
+    terms = [(p, q) for p in range(degree + 1) for q in range(degree + 1 - p)]
+    design = np.column_stack([u**p * v**q for p, q in terms])
+    # the first tangent point: the mean direction of the references
+    vec = np.column_stack(
+        [
+            np.cos(np.radians(dec)) * np.cos(np.radians(ra)),
+            np.cos(np.radians(dec)) * np.sin(np.radians(ra)),
+            np.sin(np.radians(dec)),
+        ]
+    ).mean(axis=0)
+    ra0 = float(np.degrees(np.arctan2(vec[1], vec[0])) % 360.0)
+    dec0 = float(np.degrees(np.arctan2(vec[2], np.hypot(vec[0], vec[1]))))
+    coeffs = np.zeros((len(terms), 2))
+    for _ in range(4):
+        xi, eta = _gnomonic(np.asarray(ra, float), np.asarray(dec, float), ra0, dec0)
+        coeffs = np.linalg.lstsq(design, np.column_stack([xi, eta]), rcond=None)[0]
+        const = coeffs[terms.index((0, 0))]
+        if np.hypot(*const) < 1e-10:  # degrees: 0.4 µas
+            break
+        ra0, dec0 = _deproject(float(const[0]), float(const[1]), ra0, dec0)
+    per_pixel = {t: coeffs[i] / scale ** (t[0] + t[1]) for i, t in enumerate(terms)}
+    cd = np.column_stack([per_pixel[(1, 0)], per_pixel[(0, 1)]])  # rows ξ, η; columns u, v
+    inv_cd = np.linalg.inv(cd)
+    a = np.zeros((degree + 1, degree + 1))
+    b = np.zeros((degree + 1, degree + 1))
+    for (p, q), c in per_pixel.items():
+        if p + q >= 2:
+            a[p, q], b[p, q] = inv_cd @ c
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
+    wcs.wcs.crval = [ra0, dec0]
+    wcs.wcs.crpix = crpix
+    wcs.wcs.cd = cd
+    wcs.wcs.radesys = "ICRS"
+    wcs.sip = Sip(a, b, None, None, crpix)
+    wcs.pixel_shape = (nx, ny)
+    wcs.wcs.set()
+    return wcs
 
 
 def _fit_pointing(nominal: WCS, x: np.ndarray, y: np.ndarray, ra: np.ndarray, dec: np.ndarray) -> WCS:
@@ -261,16 +352,9 @@ def fit_astrometry(
         free_sip = config.refit_distortion and len(keep_s) >= 4 * n_sip_terms
         for _clip in range(3):
             if free_sip:
-                world = SkyCoord(ra[keep_r], dec[keep_r], unit="deg")
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FITSFixedWarning)
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    wcs = fit_wcs_from_points(
-                        (all_x[keep_s], all_y[keep_s]),
-                        world,
-                        proj_point="center",
-                        sip_degree=config.sip_degree,
-                    )
+                wcs = fit_tan_sip(
+                    all_x[keep_s], all_y[keep_s], ra[keep_r], dec[keep_r], shape, config.sip_degree
+                )
             else:
                 wcs = _fit_pointing(nominal_wcs, all_x[keep_s], all_y[keep_s], ra[keep_r], dec[keep_r])
             resid = _residuals_mas(wcs, all_x[keep_s], all_y[keep_s], ra[keep_r], dec[keep_r])

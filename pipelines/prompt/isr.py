@@ -84,15 +84,50 @@ def _interpolate_bad(image: np.ndarray, bad: np.ndarray) -> None:
     """Replace bad pixels in place by linear interpolation along their row between good neighbours.
 
     Along rows because the defects of a CCD are columns (hot, dead, bleed-prone), so the nearest
-    good pixels of a bad column lie in the same row.
+    good pixels of a bad column lie in the same row. Each maximal run of bad pixels in a row is
+    bridged from the good pixel before it to the one after it (the nearest good one alone at a row
+    end), exactly what ``np.interp`` over the row's good pixels gives, computed for all runs at
+    once instead of row by row (a bad column touches all 4096 rows of a detector). Rows with fewer
+    than two good pixels are left as they are.
     """
-    for r in np.flatnonzero(bad.any(axis=1)):
-        row_bad = bad[r]
-        good = np.flatnonzero(~row_bad)
-        if good.size < 2:
-            continue
-        cols = np.flatnonzero(row_bad)
-        image[r, cols] = np.interp(cols, good, image[r, good])
+    ny, nx = image.shape
+    flat_bad = np.flatnonzero(bad)
+    if flat_bad.size == 0:
+        return
+    rows = flat_bad // nx
+    cols = flat_bad - rows * nx
+    # runs: consecutive flat indices in the same row
+    new_run = np.ones(flat_bad.size, dtype=bool)
+    new_run[1:] = (np.diff(flat_bad) != 1) | (rows[1:] != rows[:-1])
+    run_id = np.cumsum(new_run) - 1
+    starts = flat_bad[new_run]
+    ends = flat_bad[np.r_[np.flatnonzero(new_run)[1:] - 1, flat_bad.size - 1]]
+    run_row = starts // nx
+    left = starts - run_row * nx - 1  # column of the good pixel before the run (-1: none)
+    right = ends - run_row * nx + 1  # column of the good pixel after it (nx: none)
+    n_bad_in_row = np.bincount(rows, minlength=ny)
+    usable = (nx - n_bad_in_row[run_row]) >= 2
+    has_l = left >= 0
+    has_r = right < nx
+    vl = image[run_row, np.clip(left, 0, nx - 1)].astype(np.float64)
+    vr = image[run_row, np.clip(right, 0, nx - 1)].astype(np.float64)
+    # per bad pixel, from its run
+    r = run_id
+    both = (has_l & has_r)[r]
+    slope = np.where(both, (vr[r] - vl[r]) / np.where(both, right[r] - left[r], 1), 0.0)
+    value = np.where(has_l[r], vl[r] + slope * (cols - left[r]), vr[r])
+    ok = usable[r]
+    image[rows[ok], cols[ok]] = value[ok]
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, iterations=1)`` (4-neighbour cross), by shifted ORs: 20× faster."""
+    out = mask.copy()
+    out[1:, :] |= mask[:-1, :]
+    out[:-1, :] |= mask[1:, :]
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    return out
 
 
 def find_cosmic_rays(
@@ -114,36 +149,53 @@ def find_cosmic_rays(
     track above 2.5σ and grow by ``grow`` pixels. A vectorised variant of the LSST stack's
     ``findCosmicRays`` (astroscrappy's L.A.Cosmic took 3.5 s per 1k² here; this takes ~0.1 s).
     """
-    sigma = np.sqrt(np.maximum(variance, 1e-6))
-    bg = ndimage.median_filter(image[::8, ::8], size=9, mode="nearest")
-    bg = ndimage.zoom(bg, (image.shape[0] / bg.shape[0], image.shape[1] / bg.shape[1]), order=1)[
-        : image.shape[0], : image.shape[1]
-    ]
-    d = image - bg
-    p = np.pad(d, 1, mode="edge")
-    c = p[1:-1, 1:-1]
-    pairs = (
-        0.5 * (p[1:-1, :-2] + p[1:-1, 2:]),
-        0.5 * (p[:-2, 1:-1] + p[2:, 1:-1]),
-        0.5 * (p[:-2, :-2] + p[2:, 2:]),
-        0.5 * (p[:-2, 2:] + p[2:, :-2]),
-    )
-    low = np.minimum.reduce(pairs)
+    ny, nx = image.shape
+    coarse = ndimage.median_filter(image[::8, ::8], size=9, mode="nearest")
+    zoom = (ny / coarse.shape[0], nx / coarse.shape[1])
+    bg = ndimage.zoom(coarse, zoom, order=1)[:ny, :nx]
+    # Every test below is local, so it is evaluated only at pixels above threshold·σ (a few per
+    # cent of a detector: stars and tracks), not as ~30 full-image array passes.
+    d_full = image - bg
+    sigma_full = np.sqrt(np.maximum(variance, 1e-6))
+    above = (d_full > threshold * sigma_full) & ~bad
+    iy, ix = np.nonzero(above)
     s = max(psf_fwhm, 1.0) / 2.3548
     ratio = 0.6 * float(np.exp(-1.0 / (2 * s * s)))
-    candidate = (c > threshold * sigma) & (low < ratio * c) & ((c - low) > threshold * sigma) & ~bad
-    if not candidate.any():
+
+    def d_at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:  # np.pad(mode="edge") semantics
+        return d_full[np.clip(yy, 0, ny - 1), np.clip(xx, 0, nx - 1)]
+
+    c = d_full[iy, ix]
+    sig = sigma_full[iy, ix]
+    low = np.minimum.reduce(
+        [
+            0.5 * (d_at(iy, ix - 1) + d_at(iy, ix + 1)),
+            0.5 * (d_at(iy - 1, ix) + d_at(iy + 1, ix)),
+            0.5 * (d_at(iy - 1, ix - 1) + d_at(iy + 1, ix + 1)),
+            0.5 * (d_at(iy - 1, ix + 1) + d_at(iy + 1, ix - 1)),
+        ]
+    )
+    is_cand = (low < ratio * c) & ((c - low) > threshold * sig)
+    candidate = np.zeros(image.shape, dtype=bool)
+    candidate[iy[is_cand], ix[is_cand]] = True
+    if not is_cand.any():
         return candidate
     # the rest of each track: connected pixels above 2.5σ next to a candidate
-    near = ndimage.binary_dilation(candidate, iterations=1)
-    track = candidate | (near & (d > 2.5 * sigma) & ~bad)
+    near = _dilate(candidate)
+    ny_, nx_ = np.nonzero(near)
+    track = candidate.copy()
+    track[ny_, nx_] |= (d_full[ny_, nx_] > 2.5 * sigma_full[ny_, nx_]) & ~bad[ny_, nx_]
     lab, nlab = ndimage.label(track)
     if nlab:
         keep = np.zeros(nlab + 1, dtype=bool)
         keep[np.unique(lab[candidate])] = True
         keep[0] = False
         track = keep[lab]
-    return ndimage.binary_dilation(track, iterations=grow) & ~bad if grow else track
+    if not grow:
+        return track
+    for _ in range(grow):
+        track = _dilate(track)
+    return track & ~bad
 
 
 def run_isr(
@@ -199,7 +251,7 @@ def run_isr(
         mask |= np.asarray(raw.mask)[rows, cols] & np.int32(1 << MASK_PLANES["BAD"])
     sat = image_adu >= saturation
     if sat.any():
-        sat = ndimage.binary_dilation(sat, iterations=1)
+        sat = _dilate(sat)
     mask[sat] |= 1 << MASK_PLANES["SAT"]
     mask[nonfinite] |= 1 << MASK_PLANES["NO_DATA"]
     image_adu[nonfinite] = 0.0
@@ -217,8 +269,11 @@ def run_isr(
         f = np.asarray(flat.data, dtype=np.float32)
         if f.shape != image.shape:
             raise IsrError(f"flat shape {f.shape} does not match the raw data section {image.shape}")
-        good = np.isfinite(f) & (f > 0.05 * np.nanmedian(f))
-        f = f / np.median(f[good])
+        # The level of a flat cancels in the photometric calibration, so a 1/16 subsample's median
+        # (within ~1e-5 of the full one) sets both the dead-pixel cut and the normalisation; two
+        # full-frame medians cost 0.3 s per detector.
+        good = np.isfinite(f) & (f > 0.05 * np.nanmedian(f[::4, ::4]))
+        f = f / np.median(f[::4, ::4][good[::4, ::4]])
         f = np.where(good, f, 1.0)
         image /= f
         variance /= f**2
