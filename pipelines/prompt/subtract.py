@@ -16,6 +16,7 @@ Gaussian; the matching then proceeds as usual.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +89,29 @@ def _fft_convolve_many(image: np.ndarray, kernels: np.ndarray) -> list[np.ndarra
         conv = sfft.irfft2(fimg * fk, s=shape)
         out.append(np.ascontiguousarray(conv[half : half + ny, half : half + nx], dtype=np.float32))
     return out
+
+
+def _stamp_convolver(kernels: np.ndarray, half_stamp: int) -> Callable[[np.ndarray, int, int], np.ndarray]:
+    """``f(image, yc, xc)``: ``image ⊗ k`` on the stamp centred at (yc, xc), raveled, for each kernel k.
+
+    The values :func:`_fft_convolve_many` gives there (the stamp and its kernel-wide border lie
+    inside the image), from a small FFT of the stamp alone; the kernels' FFTs are made once.
+    """
+    ks = kernels.shape[-1]
+    half = ks // 2
+    side = 2 * half_stamp + 1
+    n = side + 2 * half + ks - 1
+    shape = (sfft.next_fast_len(n, real=True), sfft.next_fast_len(n, real=True))
+    fk = sfft.rfft2(kernels, s=shape, axes=(-2, -1))
+    lo = 2 * half  # the "valid" part: outputs whose kernel footprint lies inside the cut
+
+    def at(image: np.ndarray, yc: int, xc: int) -> np.ndarray:
+        r = half_stamp + half
+        cut = np.asarray(image[yc - r : yc + r + 1, xc - r : xc + r + 1], dtype=np.float64)
+        full = sfft.irfft2(sfft.rfft2(cut, s=shape)[None] * fk, s=shape, axes=(-2, -1))
+        return full[:, lo : lo + side, lo : lo + side].reshape(len(kernels), -1)
+
+    return at
 
 
 def _gaussian_kernel(sigma: float, size: int) -> np.ndarray:
@@ -175,7 +199,8 @@ def subtract(
     sig_match = float(np.sqrt(max(sig_s**2 - sig_t**2, 0.3**2)))
     sigmas = tuple(max(0.4, s * sig_match) for s in config.basis_sigmas)
     basis = basis_kernels(ks, sigmas, config.basis_degrees)
-    conv = _fft_convolve_many(tmp, basis)
+    # the fit needs T⊗B_k only on the kernel stamps (computed there); the model needs one full-image
+    # convolution per spatial term, with the fitted kernel (see below), not one per basis kernel
 
     # stamps around the kernel-candidate stars
     sh = config.stamp_size // 2
@@ -183,12 +208,11 @@ def subtract(
     good = (stars_x > margin) & (stars_x < nx - 1 - margin) & (stars_y > margin) & (stars_y < ny - 1 - margin)
     xs = np.round(stars_x[good]).astype(int)[: config.max_stamps]
     ys = np.round(stars_y[good]).astype(int)[: config.max_stamps]
+    either_bad = tmp_bad | sci_bad
     usable = [
         i
         for i in range(len(xs))
-        if not (tmp_bad | sci_bad)[
-            ys[i] - margin : ys[i] + margin + 1, xs[i] - margin : xs[i] + margin + 1
-        ].any()
+        if not either_bad[ys[i] - margin : ys[i] + margin + 1, xs[i] - margin : xs[i] + margin + 1].any()
     ]
     if len(usable) < 5:
         raise SubtractionError(
@@ -207,13 +231,13 @@ def subtract(
 
     npar = nb * len(powers) + len(bg_powers)
     stamp_rows = []
+    conv_at = _stamp_convolver(basis, sh)
     for x0, y0 in zip(xs, ys, strict=True):
         sl = (slice(y0 - sh, y0 + sh + 1), slice(x0 - sh, x0 + sh + 1))
         py, px = np.mgrid[sl]
         u, v = uv(px.ravel(), py.ravel())
         cols = []
-        for c in conv:
-            cv = c[sl].ravel()
+        for cv in conv_at(tmp, y0, x0):
             for i, j in powers:
                 cols.append(cv * u**i * v**j)
         for i, j in bg_powers:
@@ -244,28 +268,22 @@ def subtract(
             break
         keep = new
 
-    # apply: D = I − Σ_k Σ_p c_kp u^i v^j (T⊗B_k) − bg(u, v)
-    yy, xx = np.mgrid[:ny, :nx]
-    u, v = uv(xx, yy)
+    # apply: D = I − Σ_p u^i v^j T⊗(Σ_k c_kp B_k) − bg(u, v): convolution is linear, so one
+    # full-image convolution per spatial term p (3) instead of one per basis kernel (31)
+    u_row, v_col = uv(np.arange(nx), np.arange(ny))
     polys = {
-        (i, j): (u**i * v**j).astype(np.float32)
+        (i, j): (u_row[None, :] ** i * v_col[:, None] ** j).astype(np.float32)
         for (i, j) in set(powers) | set(bg_powers)
         if (i, j) != (0, 0)
     }
-    del yy, xx, u, v
+    n_pow = len(powers)
+    spatial_kernels = np.array(
+        [np.tensordot(coeffs[p : nb * n_pow : n_pow], basis, axes=1) for p in range(n_pow)]
+    )
     model = np.zeros((ny, nx), dtype=np.float32)
-    idx = 0
-    for c in conv:
-        scalar = 0.0
-        field: np.ndarray | None = None
-        for i, j in powers:
-            if (i, j) == (0, 0):
-                scalar = float(coeffs[idx])
-            else:
-                term = np.float32(coeffs[idx]) * polys[(i, j)]
-                field = term if field is None else field + term
-            idx += 1
-        model += np.float32(scalar) * c if field is None else (field + np.float32(scalar)) * c
+    for (i, j), conv_p in zip(powers, _fft_convolve_many(tmp, spatial_kernels), strict=True):
+        model += conv_p if (i, j) == (0, 0) else polys[(i, j)] * conv_p
+    idx = nb * n_pow
     for i, j in bg_powers:
         model += np.float32(coeffs[idx]) * (polys[(i, j)] if (i, j) != (0, 0) else np.float32(1.0))
         idx += 1
