@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -71,31 +70,72 @@ def run(
         list[int] | None, typer.Option(help="Visit IDs to (re)process; default every unprocessed visit.")
     ] = None,
     follow: Annotated[
-        bool, typer.Option(help="After the backlog, keep watching for new raw visits (Ctrl-C stops).")
+        bool,
+        typer.Option(help="After the backlog, keep processing new raw visits as they land (Ctrl-C stops)."),
     ] = False,
     poll: Annotated[float, typer.Option(help="Seconds between checks for new raws with --follow.")] = 2.0,
+    settle: Annotated[
+        float,
+        typer.Option(
+            help="With --follow, process a visit whose raws stopped landing for this many seconds even if "
+            "some detectors are missing (a complete visit goes at once)."
+        ),
+    ] = 30.0,
     workers: Annotated[
         int | None, typer.Option(help="Worker processes (default: one per core; 1 = in-process).")
     ] = None,
     alerts: Annotated[bool, typer.Option(help="Build, archive and publish alerts.")] = True,
+    ppdb: Annotated[
+        bool,
+        typer.Option(
+            help="After each visit, publish DiaObject/DiaSource/DiaForcedSource to TAP schema ppdb."
+        ),
+    ] = True,
+    catalog: Annotated[
+        str | None,
+        typer.Option(help="Catalog URL for schema ppdb (default: settings catalog_url, else REPO/catalog/)."),
+    ] = None,
 ) -> None:
     """Process visits: calibrate, subtract templates, detect and associate DIA sources, send alerts.
+
+    After each visit its alerts are published (archived ones a broker missed too) and the APDB's
+    DiaObject, DiaSource and DiaForcedSource are published to the catalog as schema ppdb, which a
+    running TAP service serves after its next reload (within 30 s). SIGINT/SIGTERM finish the visit
+    in progress and stop; a second signal stops at once (the visit is then re-run next time).
 
     Examples:
       pachon prompt run --repo demo/repo
       pachon prompt run --repo demo/repo --visits 20270114001
       pachon prompt run --repo demo/repo --follow
     """
+    from pachon.pipelines.prompt.live import StopFlag, process_pending
     from pachon.pipelines.prompt.parallel import detector_map
-    from pachon.pipelines.prompt.pipeline import run_visits
 
-    with detector_map(_workers(workers)) as mapper:
-        reports = run_visits(repo, visits or None, map_fn=mapper, alerts=alerts, log=typer.echo)
-        if not reports and not follow:
-            typer.echo("nothing to do: every visit with raws is processed (use --visits to re-run one)")
-        while follow:
-            time.sleep(poll)
-            run_visits(repo, None, map_fn=mapper, alerts=alerts, log=typer.echo)
+    stop = StopFlag()
+    with stop.handling_signals(), detector_map(_workers(workers)) as mapper:
+        if follow:
+            typer.echo(f"watching {repo} for new raw visits every {poll:g} s (Ctrl-C stops)")
+        try:
+            report = process_pending(
+                repo,
+                visits or None,
+                follow=follow,
+                poll=poll,
+                settle_s=settle,
+                map_fn=mapper,
+                alerts=alerts,
+                ppdb=ppdb,
+                catalog_url=catalog,
+                stop=stop,
+                log=typer.echo,
+            )
+        except KeyboardInterrupt:
+            typer.echo("interrupted: the visit in progress will be processed again by the next run")
+            raise typer.Exit(130) from None
+    if not report.visits and not follow and not stop.is_set():
+        typer.echo("nothing to do: every visit with raws is processed (use --visits to re-run one)")
+    if report.stopped_by:
+        typer.echo(f"stopped by {report.stopped_by} after {len(report.visits)} visit(s)")
 
 
 def register(app: typer.Typer) -> None:

@@ -301,6 +301,27 @@ class AlertConsumer:
             stamp = headers.get("producer_timestamp")
             return ReceivedAlert(alert, msg.topic(), msg.partition(), msg.offset(), stamp, received_at)
 
+    def wait_until_assigned(self, timeout: float = 30.0) -> bool:
+        """Join the group and wait until partitions are assigned (True), at most ``timeout`` seconds.
+
+        A new group gets its partitions only after the broker's join round (about half
+        ``session.timeout.ms`` on the embedded broker); a notebook that must not miss the first
+        alert of a visit about to be released, and a latency benchmark, wait for this first.
+        Alerts polled meanwhile are kept and handed out by the next :meth:`poll`.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._consumer.assignment():
+            if time.monotonic() > deadline:
+                return False
+            msg = self._consumer.poll(0.1)
+            if msg is not None:  # rare: already assigned and a message arrived; re-read it later
+                from confluent_kafka import TopicPartition
+
+                with contextlib.suppress(Exception):
+                    self._consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
+                return True
+        return True
+
     def stream(
         self, *, max_alerts: int | None = None, idle_timeout: float | None = None
     ) -> Iterator[ReceivedAlert]:
