@@ -24,7 +24,7 @@ Ubercal
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from astropy import units as u
@@ -40,6 +40,7 @@ from pachon.pipelines.drp.config import DrpConfig
 
 __all__ = [
     "AstrometricSolution",
+    "StarFlat",
     "UbercalSolution",
     "associate",
     "fit_astrometry_global",
@@ -239,16 +240,32 @@ def fit_astrometry_global(
         # per-detector-visit affine corrections from bright stars' residuals (the refcat priors fix the frame)
         use = bright & good
         if use.any():
+            h_aff = np.zeros(len(g))  # leverage of each bright measurement in its detector-visit's fit
             for k in range(len(uccd)):
                 m = use & (ccd_inv == k)
                 if m.sum() >= 8:
                     sol, *_ = np.linalg.lstsq(basis[m], np.column_stack([rx[m], ry[m]]), rcond=None)
                     coef[k] += sol
+                    bm = basis[m]
+                    h_aff[m] = np.einsum("ij,jk,ik->i", bm, np.linalg.pinv(bm.T @ bm), bm)
                 elif m.sum() >= 2:
                     coef[k, 0] += np.median(rx[m]), np.median(ry[m])
+                    h_aff[m] = 1.0 / m.sum()
             # noise floor so bright stars' normalised residuals have the median of a unit Gaussian's
-            # square (0.455): robust against the outliers rejected below
-            rb = np.concatenate([rx[use], ry[use]])
+            # square (0.455): robust against the outliers rejected below. Residuals are smaller than
+            # the errors by √(1 − h), h the leverage of the star's own 5-parameter fit plus that of the
+            # detector-visit's affine fit (with ~20 visits and ~20 bright stars per detector-visit,
+            # h ≈ 0.3): without that correction the floor, and so every error, came out too small
+            # (proper-motion/parallax pulls σ ≈ 1.15 on tiny)
+            cov_g = cov[g]
+            h_xi = w * np.einsum("ni,nij,nj->n", a_xi, cov_g, a_xi) + h_aff
+            h_eta = w * np.einsum("ni,nij,nj->n", a_eta, cov_g, a_eta) + h_aff
+            rb = np.concatenate(
+                [
+                    rx[use] / np.sqrt(1 - np.clip(h_xi[use], 0, 0.9)),
+                    ry[use] / np.sqrt(1 - np.clip(h_eta[use], 0, 0.9)),
+                ]
+            )
             eb = np.concatenate([err[use], err[use]])
             lo, hi = 0.0, 500.0
             for _ in range(40):
@@ -285,15 +302,101 @@ def fit_astrometry_global(
 
 @dataclass
 class UbercalSolution:
-    """Per-detector-visit magnitude offsets δ (observed − mean, mag); corrected flux = flux · 10^(0.4 δ)."""
+    """Per-detector-visit offsets δ and per-detector star flats S (observed − true, mag).
+
+    Corrected flux = flux · 10^(0.4 (δ + S(x, y))); without positions only δ is applied (the star
+    flat averages to ~0 over a detector, so that is the right factor for a detector-wide quantity).
+    """
 
     delta: dict[int, float]
     n_stars: int
     rms_mmag: float
+    star_flats: dict[tuple[int, str], StarFlat] = field(default_factory=dict)
+    ccd_key: dict[int, tuple[int, str]] = field(default_factory=dict)  # ccdVisitId → (detector, band)
+    floor_mmag: float = float("nan")
+    n_rejected_objects: int = 0
 
-    def factor(self, ccd_visit: NDArray[np.int64]) -> Array:
-        d = np.array([self.delta.get(int(c), 0.0) for c in ccd_visit])
-        return 10 ** (0.4 * d)
+    def correction_mag(
+        self,
+        ccd_visit: NDArray[np.int64],
+        x: NDArray[np.float64] | None = None,
+        y: NDArray[np.float64] | None = None,
+    ) -> Array:
+        """δ (+ S(x, y) when positions are given) for each row, in mag."""
+        ccd = np.asarray(ccd_visit, np.int64)
+        out = np.zeros(len(ccd))
+        uc, inv = np.unique(ccd, return_inverse=True)
+        for k, c in enumerate(uc):
+            rows = inv == k
+            out[rows] = self.delta.get(int(c), 0.0)
+            flat = self.star_flats.get(self.ccd_key.get(int(c), (-1, "")))
+            if flat is not None and x is not None and y is not None:
+                out[rows] += flat(np.asarray(x, float)[rows], np.asarray(y, float)[rows])
+        return out
+
+    def factor(
+        self,
+        ccd_visit: NDArray[np.int64],
+        x: NDArray[np.float64] | None = None,
+        y: NDArray[np.float64] | None = None,
+    ) -> Array:
+        """Multiplicative flux correction per row (see the class docstring)."""
+        return np.asarray(10 ** (0.4 * self.correction_mag(ccd_visit, x, y)), dtype=np.float64)
+
+
+@dataclass
+class StarFlat:
+    """A smooth per-detector, per-band photometric correction: Σ c_ij P_i(u) P_j(v), 1 ≤ i + j ≤ degree.
+
+    ``u``, ``v`` are the detector position scaled to [−1, 1] with the detector's extent; P are
+    Legendre polynomials. No constant term: the detector-visit offsets δ carry it.
+    """
+
+    coeffs: Array
+    degree: int
+    x0: float
+    y0: float
+    half_x: float
+    half_y: float
+
+    def design(self, x: Array, y: Array) -> Array:
+        return _legendre_design(
+            (np.asarray(x) - self.x0) / self.half_x, (np.asarray(y) - self.y0) / self.half_y, self.degree
+        )
+
+    def __call__(self, x: Array, y: Array) -> Array:
+        return np.asarray(self.design(x, y) @ self.coeffs, dtype=np.float64)
+
+    def rms(self, n: int = 32) -> float:
+        """rms of the correction over the detector (mag)."""
+        g = np.linspace(-1, 1, n)
+        u, v = np.meshgrid(g, g)
+        vals = _legendre_design(u.ravel(), v.ravel(), self.degree) @ self.coeffs
+        return float(np.std(vals))
+
+
+def _legendre_design(u: Array, v: Array, degree: int) -> Array:
+    pu = [np.ones_like(u), u]
+    pv = [np.ones_like(v), v]
+    for n in range(2, degree + 1):
+        pu.append(((2 * n - 1) * u * pu[n - 1] - (n - 1) * pu[n - 2]) / n)
+        pv.append(((2 * n - 1) * v * pv[n - 1] - (n - 1) * pv[n - 2]) / n)
+    cols = [pu[i] * pv[j] for i in range(degree + 1) for j in range(degree + 1 - i) if i + j >= 1]
+    return np.column_stack(cols) if cols else np.zeros((len(u), 0))
+
+
+def _floor_for_unit_chi2(r: Array, sigma: Array) -> float:
+    """The noise floor f making median(r² / (σ² + f²)) the median of a unit Gaussian's square (0.455)."""
+    if len(r) == 0 or np.median(r**2 / sigma**2) <= 0.455:
+        return 0.0
+    lo, hi = 0.0, max(float(np.sqrt(np.median(r**2))) * 3, 1e-6)
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        if np.median(r**2 / (sigma**2 + mid**2)) > 0.455:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 def ubercal(
@@ -301,59 +404,150 @@ def ubercal(
     group: NDArray[np.int64],
     config: DrpConfig,
     extended: NDArray[np.bool_] | None = None,
-    iterations: int = 30,
+    iterations: int = 6,
+    *,
+    star_flat_degree: int = 3,
+    delta_prior_mag: float = 0.1,
+    star_flat_prior_mag: float = 0.02,
+    variable_chi2: float = 4.0,
 ) -> UbercalSolution:
-    """Solve per-band per-detector-visit zero-point corrections from repeated stars (module docstring)."""
+    """Per band: detector-visit offsets δ, a star flat per detector and each star's mean magnitude.
+
+    Model: ``m_{o,i} = m_o + δ_{c(i)} + S_{d(i)}(x_i, y_i)`` for the bright (S/N >
+    ``ubercal_min_snr``), unflagged measurements of point-like Objects, solved as one sparse
+    weighted least-squares problem (normal equations) with gauge ``Σ δ = 0`` per band. The
+    star flat corrects the flat field's errors (the flats the pipeline is given are imperfect;
+    dithering moves stars across them so the repeated measurements constrain the pattern, as in
+    jointcal/FGCM's illumination correction). Weak Gaussian priors on δ and on the star-flat
+    coefficients keep detector-visits with few stars sane. Robust by iteration: a noise floor
+    is estimated from the data so normalised residuals have unit scatter (median-based), single
+    measurements beyond ``ubercal_clip`` σ are rejected, and so are whole Objects whose reduced
+    χ² exceeds ``variable_chi2`` (variable stars, blends) — a few variables otherwise drag the
+    offsets of the sparsely populated detector-visits by tens of mmag.
+    """
+    from scipy.sparse import csr_matrix, diags
+    from scipy.sparse.linalg import spsolve
+
     flux = np.asarray(sources["psfFlux"], float)
     ferr = np.asarray(sources["psfFluxErr"], float)
-    snr = flux / ferr
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = flux / ferr
     n_obj = int(group.max()) + 1 if (group >= 0).any() else 0
     ext = np.zeros(n_obj, bool) if extended is None else np.asarray(extended, bool)
     flags = np.zeros(len(sources), bool)
     for col in ("pixelFlags_saturated", "pixelFlags_edge", "pixelFlags_cr", "pixelFlags_bad"):
         if col in sources.colnames:
             flags |= np.asarray(sources[col], bool)
-    use = (group >= 0) & (snr > config.ubercal_min_snr) & ~flags
+    use = (group >= 0) & (snr > config.ubercal_min_snr) & ~flags & (flux > 0)
     use[use] &= ~ext[group[use]]
+    has_xy = "x" in sources.colnames and "y" in sources.colnames and star_flat_degree >= 1
+    xs = np.asarray(sources["x"], float) if has_xy else np.zeros(len(sources))
+    ys = np.asarray(sources["y"], float) if has_xy else np.zeros(len(sources))
+    det_all = (
+        np.asarray(sources["detector"], np.int64)
+        if "detector" in sources.colnames
+        else np.asarray(sources["ccdVisitId"], np.int64) % 1000
+    )
     delta: dict[int, float] = {}
+    flats: dict[tuple[int, str], StarFlat] = {}
+    ccd_key: dict[int, tuple[int, str]] = {}
     resid_all: list[Array] = []
     stars: set[int] = set()
+    floors: list[float] = []
+    n_rejected = 0
     bands = np.asarray(sources["band"]).astype(str)
     ccd_all = np.asarray(sources["ccdVisitId"], np.int64)
+    for c, d, b in zip(ccd_all, det_all, bands, strict=True):
+        ccd_key.setdefault(int(c), (int(d), str(b)))
     for band in np.unique(bands):
         m = use & (bands == band)
         if m.sum() < 2:
             continue
-        g = group[m]
-        ccd = ccd_all[m]
-        mag = -2.5 * np.log10(flux[m])
-        sig2 = (1.0857 / snr[m]) ** 2 + 0.002**2
-        uc, ci = np.unique(ccd, return_inverse=True)
+        rows = np.flatnonzero(m)
+        g = group[rows]
+        mag = -2.5 * np.log10(flux[rows])
+        sig_phot = 1.0857 / snr[rows]
+        uc, ci = np.unique(ccd_all[rows], return_inverse=True)
         uo, oi = np.unique(g, return_inverse=True)
-        d = np.zeros(len(uc))
-        ok = np.ones(len(mag), bool)
-        mo = np.zeros(len(uo))
-        for it in range(iterations):
+        n_o, n_c = len(uo), len(uc)
+        # star flats: one per detector seen in this band, scaled to that detector's source extent
+        band_rows = bands == band
+        dets = np.unique(det_all[rows]) if has_xy else np.zeros(0, np.int64)
+        n_t = len(_legendre_design(np.zeros(1), np.zeros(1), star_flat_degree)[0]) if has_xy else 0
+        geo: dict[int, tuple[float, float, float, float]] = {}
+        cols_flat = np.zeros((len(rows), 0))
+        if has_xy and len(dets):
+            cols_flat = np.zeros((len(rows), len(dets) * n_t))
+            for k, det in enumerate(dets):
+                every = band_rows & (det_all == det)
+                x_lo, x_hi = float(np.nanmin(xs[every])), float(np.nanmax(xs[every]))
+                y_lo, y_hi = float(np.nanmin(ys[every])), float(np.nanmax(ys[every]))
+                geo[int(det)] = (
+                    0.5 * (x_lo + x_hi), 0.5 * (y_lo + y_hi), max(0.5 * (x_hi - x_lo), 1.0), max(0.5 * (y_hi - y_lo), 1.0)
+                )  # fmt: skip
+                sel_d = det_all[rows] == det
+                x0, y0, hx, hy = geo[int(det)]
+                cols_flat[sel_d, k * n_t : (k + 1) * n_t] = _legendre_design(
+                    (xs[rows][sel_d] - x0) / hx, (ys[rows][sel_d] - y0) / hy, star_flat_degree
+                )
+        n_f = cols_flat.shape[1]
+        # unknowns: Δm_o (about each star's first mean), δ_c, flat coefficients
+        start = np.bincount(oi, weights=mag, minlength=n_o) / np.bincount(oi, minlength=n_o)
+        y_obs = mag - start[oi]
+        nz_r, nz_c = np.nonzero(cols_flat)
+        a_rows = np.concatenate([np.arange(len(rows)), np.arange(len(rows)), nz_r])
+        a_cols = np.concatenate([oi, n_o + ci, n_o + n_c + nz_c])
+        a_vals = np.concatenate([np.ones(len(rows)), np.ones(len(rows)), cols_flat[nz_r, nz_c]])
+        design = csr_matrix((a_vals, (a_rows, a_cols)), shape=(len(rows), n_o + n_c + n_f))
+        prior = np.concatenate(
+            [np.full(n_o, 1.0), np.full(n_c, delta_prior_mag**-2), np.full(n_f, star_flat_prior_mag**-2)]
+        )
+        gauge_vec = np.zeros((1, n_o + n_c + n_f))
+        gauge_vec[0, n_o : n_o + n_c] = 1.0
+        gauge = csr_matrix(gauge_vec)
+        gauge = (gauge.T @ gauge) * 1e6  # Σ δ = 0 as a stiff penalty
+        ok = np.ones(len(rows), bool)
+        floor = 0.0
+        sol = np.zeros(n_o + n_c + n_f)
+        for it in range(max(1, iterations)):
+            sig2 = sig_phot**2 + floor**2
             w = ok / sig2
-            mo = np.bincount(oi, weights=w * (mag - d[ci]), minlength=len(uo)) / np.maximum(
-                np.bincount(oi, weights=w, minlength=len(uo)), 1e-30
-            )
-            wc = np.bincount(ci, weights=w, minlength=len(uc))
-            d = np.where(
-                wc > 0,
-                np.bincount(ci, weights=w * (mag - mo[oi]), minlength=len(uc)) / np.maximum(wc, 1e-30),
-                0.0,
-            )
-            d -= d[wc > 0].mean() if (wc > 0).any() else 0.0
-            if it in (5, 15):
-                r = (mag - mo[oi] - d[ci]) / np.sqrt(sig2)
-                ok = np.abs(r) < config.ubercal_clip
-        # objects seen once carry no information on δ: exclude from the rms
-        nobs = np.bincount(oi, weights=ok.astype(float), minlength=len(uo))
+            normal = (design.T @ diags(w) @ design + diags(prior) + gauge).tocsc()
+            rhs = design.T @ (w * y_obs)
+            sol = np.asarray(spsolve(normal, rhs), dtype=np.float64)
+            resid = y_obs - design @ sol
+            nobs = np.bincount(oi, weights=ok.astype(float), minlength=n_o)
+            rep = ok & (nobs[oi] >= 2)
+            floor = _floor_for_unit_chi2(resid[rep], sig_phot[rep])
+            sig_tot = np.sqrt(sig_phot**2 + floor**2)
+            norm = resid / sig_tot
+            if it < iterations - 1:
+                chi2 = np.bincount(oi, weights=ok * norm**2, minlength=n_o)
+                dof = np.maximum(nobs - 1, 1)
+                variable = (chi2 / dof > variable_chi2) & (nobs >= 3)
+                ok = (np.abs(norm) < config.ubercal_clip) & ~variable[oi]
+        n_rejected += int(variable.sum()) if iterations > 1 else 0
+        floors.append(floor)
+        nobs = np.bincount(oi, weights=ok.astype(float), minlength=n_o)
         rep = ok & (nobs[oi] >= 2)
-        resid_all.append((mag - mo[oi] - d[ci])[rep])
+        resid_all.append(resid[rep])
         stars.update(int(x) for x in uo[nobs >= 2])
+        d = sol[n_o : n_o + n_c]
         delta.update({int(c): float(v) for c, v in zip(uc, d, strict=True)})
+        for k, det in enumerate(dets):
+            x0, y0, hx, hy = geo[int(det)]
+            flats[(int(det), str(band))] = StarFlat(
+                coeffs=sol[n_o + n_c + k * n_t : n_o + n_c + (k + 1) * n_t].copy(),
+                degree=star_flat_degree, x0=x0, y0=y0, half_x=hx, half_y=hy,
+            )  # fmt: skip
     res = np.concatenate(resid_all) if resid_all else np.zeros(0)
     rms = float(np.sqrt(np.mean(res**2)) * 1000) if len(res) else float("nan")
-    return UbercalSolution(delta=delta, n_stars=len(stars), rms_mmag=rms)
+    return UbercalSolution(
+        delta=delta,
+        n_stars=len(stars),
+        rms_mmag=rms,
+        star_flats=flats,
+        ccd_key=ccd_key,
+        floor_mmag=float(np.median(floors) * 1000) if floors else float("nan"),
+        n_rejected_objects=n_rejected,
+    )

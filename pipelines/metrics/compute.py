@@ -3,7 +3,10 @@
 ``AM1`` (faro/validate_drp): bright point sources (median PSF magnitude in [17, 21.5)); pairs whose
 mean positions are 5′ ± 1′ apart; for each pair the separation in every visit where both were
 measured, its sample standard deviation (ddof = 1, ≥ 2 visits); AM1 is the median over pairs, in mas.
-We pool all bands (astrometry is achromatic here); faro computes it per band.
+Like faro it is computed per band (``AM1_<band>``: each band's visits only, the magnitude window on
+that band's median PSF magnitude); the headline ``AM1`` is the worse of r and i, the SRD's bands.
+The magnitude window assumes LSST depth; we select by the S/N that window implies (``AM1_MIN_SNR``)
+and report faro's literal window as ``AM1_faro_<band>`` too.
 ``PA1``: for point sources with per-visit S/N > ``pa1_min_snr`` (the high-S/N cut Rubin chose so shot
 noise does not eat the budget) and ≥ 3 measurements in a band, the rms of their magnitudes about the
 mean; PA1 is the median over (star, band), in mmag.
@@ -34,6 +37,12 @@ Metric = tuple[float, str, str]
 
 MAG_BINS = (18.0, 19.0, 20.0, 21.0, 22.0, 23.0, 24.0, 25.0)
 
+AM1_MIN_SNR = 95.0
+"""The S/N of a star at faro's faint limit r = 21.5 in an LSST design-depth visit (5σ at 24.7):
+5 · 10^(0.4 · 3.2) ≈ 95. Our simulated visits are ~1.5 mag shallower, so the literal window reaches
+S/N ~20 where photon-noise centroids alone are 30–40 mas; selecting by S/N keeps the SRD's intent
+(bright stars whose centroids are limited by the system, not by photons)."""
+
 
 def _mag(flux: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -47,8 +56,13 @@ def am1(
     distance_arcmin: float = 5.0,
     width_arcmin: float = 2.0,
     mag_range: tuple[float, float] = (17.0, 21.5),
+    min_snr: float | None = None,
 ) -> tuple[float, int]:
-    """faro's AMx on per-visit positions; returns (median rms in mas, number of pairs)."""
+    """faro's AMx on per-visit positions; returns (median rms in mas, number of pairs).
+
+    ``min_snr`` additionally requires the star's median per-visit PSF S/N to reach it (the
+    depth-scaled window: see :func:`compute_release_metrics`).
+    """
     oid = np.asarray(sources["objectId"], np.int64)
     keep = oid >= 0
     for col in ("pixelFlags_edge", "pixelFlags_cr", "pixelFlags_saturated", "pixelFlags_bad"):
@@ -58,9 +72,19 @@ def am1(
     oid = oid[keep]
     mags = _mag(np.asarray(s["psfFlux"], float))
     uo, inv = np.unique(oid, return_inverse=True)
-    med = np.array([np.nanmedian(mags[inv == k]) if np.any(inv == k) else np.nan for k in range(len(uo))])
+    order = np.argsort(inv, kind="stable")
+    starts = np.searchsorted(inv[order], np.arange(len(uo)))
+    med = (
+        np.array([np.nanmedian(part) for part in np.split(mags[order], starts[1:])])
+        if len(uo)
+        else np.zeros(0)
+    )
     point = np.array([not extended.get(int(o), True) for o in uo])
     good = point & (med >= mag_range[0]) & (med < mag_range[1])
+    if min_snr is not None:
+        snr = np.asarray(s["psfFlux"], float) / np.asarray(s["psfFluxErr"], float)
+        med_snr = np.array([np.nanmedian(part) for part in np.split(snr[order], starts[1:])])
+        good &= med_snr >= min_snr
     if good.sum() < 2:
         return float("nan"), 0
     ra = np.asarray(s["coord_ra"], float)
@@ -76,8 +100,9 @@ def am1(
     tree = cKDTree(mean_vec[idx])
     pairs = tree.query_pairs(2 * np.sin(hi / 2), output_type="ndarray")
     per_obj: dict[int, dict[int, np.ndarray]] = {}
+    rows_of = np.split(order, starts[1:])
     for k in idx:
-        rows = np.flatnonzero(inv == k)
+        rows = rows_of[k]
         per_obj[int(k)] = {int(v): vec[r] for v, r in zip(visit[rows], rows, strict=True)}
     values = []
     for a, b in pairs:
@@ -163,10 +188,35 @@ def compute_release_metrics(
     out: dict[str, Metric] = {}
     ext_arr = np.asarray(objects["refExtendedness"], float) > config.extendedness_threshold
     extended = {int(o): bool(e) for o, e in zip(objects["objectId"], ext_arr, strict=True)}
-    value, n = am1(sources, extended)
-    out["AM1"] = (value, "mas", f"median rms of 5′±1′ pair separations over visits ({n} pairs)")
-    value, n = pa1(sources, extended, min_snr=pa1_min_snr)
-    out["PA1"] = (value, "mmag", f"median rms of point-source mags, S/N>{pa1_min_snr:g} ({n} star-bands)")
+    bands = np.asarray(sources["band"]).astype(str)
+    per_band: dict[str, float] = {}
+    for band in sorted(set(bands.tolist())):
+        in_band = sources[bands == band]
+        value, n = am1(in_band, extended, min_snr=AM1_MIN_SNR)
+        per_band[band] = value
+        out[f"AM1_{band}"] = (
+            value, "mas", f"median rms of 5′±1′ pair separations over {band}-band visits, stars with "
+            f"median S/N ≥ {AM1_MIN_SNR:g} and mag ≥ 17 ({n} pairs)",
+        )  # fmt: skip
+        value, n = am1(in_band, extended)
+        out[f"AM1_faro_{band}"] = (
+            value, "mas", f"AM1 with faro's literal window 17 ≤ {band} < 21.5 ({n} pairs; S/N ~20 at its "
+            "faint end in this simulation's shallower visits)",
+        )  # fmt: skip
+        value, n = pa1(in_band, extended, min_snr=pa1_min_snr)
+        out[f"PA1_{band}"] = (value, "mmag", f"PA1 in {band}, S/N>{pa1_min_snr:g} ({n} stars)")
+    srd = [v for b, v in per_band.items() if b in ("r", "i") and np.isfinite(v)]
+    finite = [v for v in per_band.values() if np.isfinite(v)]
+    headline = max(srd) if srd else (max(finite) if finite else float("nan"))
+    out["AM1"] = (
+        headline, "mas", "AM1 of the worse of the r and i bands (the SRD's bands; per band as faro computes it)"
+    )  # fmt: skip
+    gri = np.isin(bands, ["g", "r", "i"])
+    value, n = pa1(sources[gri] if gri.any() else sources, extended, min_snr=pa1_min_snr)
+    out["PA1"] = (
+        value, "mmag", f"median rms of point-source mags in g, r, i (the SRD's PA1 bands), S/N>{pa1_min_snr:g} "
+        f"({n} star-bands)",
+    )  # fmt: skip
 
     truth, seen = _truth(repo, config.min_visits)
     in_fp = np.isin(np.asarray(truth["id"], np.int64), np.fromiter(seen, np.int64, len(seen)))

@@ -43,7 +43,7 @@ class ApertureCorrection:
 
     def to_header(self, meta: Any) -> None:
         """Write the correction as ``APCDEG``, ``APCNX``, ``APCNY``, ``APCNSTR``, ``APCORRk`` keywords."""
-        meta["APCDEG"] = (self.degree, "aperture correction polynomial degree (-1: none)")
+        meta["APCDEG"] = (self.degree, "aperture correction degree (-1: none)")
         meta["APCNY"], meta["APCNX"] = self.shape
         meta["APCNSTR"] = (self.n_stars, "stars defining the aperture correction")
         meta["APCSCAT"] = (self.scatter_mag, "scatter of the stars about it (mag)")
