@@ -368,7 +368,9 @@ def run_release(
         cal = ubercal(sources, group, config, extended=extended)
         report.ubercal_rms_mmag = cal.rms_mmag
         src_factor = cal.factor(  # with positions: the star flat applies per source
-            np.asarray(sources["ccdVisitId"], np.int64), np.asarray(sources["x"], float), np.asarray(sources["y"], float)
+            np.asarray(sources["ccdVisitId"], np.int64),
+            np.asarray(sources["x"], float),
+            np.asarray(sources["y"], float),
         )
         report.step_seconds["ubercal"] = time.perf_counter() - t0
 
