@@ -568,7 +568,9 @@ def run_release(
         t0 = time.perf_counter()
         from pachon.pipelines.metrics import compute_release_metrics, store_metrics
 
-        report.metrics = compute_release_metrics(repo, objects, source_tab, forced, config=config)
+        report.metrics = compute_release_metrics(
+            repo, objects, source_tab, forced, config=config, coadd_depth=coadd_depth
+        )
         for band, depth in sorted(coadd_depth.items()):
             report.metrics[f"coadd_depth_{band}"] = (
                 depth, "mag", "median over patches of the deep coadd's 5σ PSF-flux depth, from the scatter "

@@ -149,7 +149,68 @@ def pulls(fit: np.ndarray, err: np.ndarray, truth: np.ndarray, clip: float = 5.0
     return float(np.mean(p)), float(np.std(p, ddof=1)), len(p)
 
 
-def _truth(repo: DataRepository, min_visits: int) -> tuple[Table, set[int]]:
+MOFFAT_BETA = 3.5  # the simulator's PSF profile
+
+
+def moffat_neff(fwhm_px: float, beta: float = MOFFAT_BETA) -> float:
+    """Effective area 1/∫P² (pixels) of a Moffat PSF: π α² (2β − 1)/(β − 1)² (3.78 FWHM² at β = 3.5)."""
+    alpha = fwhm_px / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+    return float(np.pi * alpha**2 * (2 * beta - 1) / (beta - 1) ** 2)
+
+
+def expected_coadd_depth(
+    visits: list[dict[str, float]], *, match_factor: float = 1.02, psf_matched: bool = True
+) -> float:
+    """Truth-based 5σ point-source depth (AB) of an inverse-variance coadd of ``visits``.
+
+    Each visit is ``{"var": sky + read-noise variance per pixel in nJy², "fwhm": PSF FWHM in
+    pixels}`` from the simulator's truth. A visit's PSF-flux variance is ``var · n_eff``; PSF
+    matching convolves it to ``match_factor ×`` the worst FWHM, which for Gaussian profiles
+    multiplies that variance by ``σ_t² / (2σ_t² − σ_i²)`` (noise correlated by the kernel, flux
+    fitted with the broader PSF). The coadd weights inputs by 1/var, as the coadder does.
+    """
+    if not visits:
+        return float("nan")
+    var = np.array([v["var"] for v in visits], float)
+    fwhm = np.array([v["fwhm"] for v in visits], float)
+    target = match_factor * float(fwhm.max()) if psf_matched else None
+    w = 1.0 / var
+    if target is None:
+        flux_var = var * np.array([moffat_neff(f) for f in fwhm])
+    else:
+        st2, si2 = target**2, fwhm**2
+        flux_var = var * moffat_neff(target) * st2 / (2 * st2 - si2)
+    sigma = float(np.sqrt(np.sum(w**2 * flux_var)) / np.sum(w))
+    return float(-2.5 * np.log10(5 * sigma) + 31.4)
+
+
+def _truth_depths(repo: DataRepository, fwhm: dict[tuple[int, int], float]) -> dict[str, float]:
+    """Per band, the median over detectors of :func:`expected_coadd_depth` of that detector's visits."""
+    butler = repo.butler
+    try:
+        sim = butler.get("sim_config", collections=COLLECTIONS["truth"])
+        scale = float(sim.get("config", sim)["camera"]["pixel_scale"])
+    except Exception:  # a repo without simulator truth: no expectation
+        return {}
+    per: dict[tuple[str, int], list[dict[str, float]]] = {}
+    refs = butler.query_datasets(
+        "truth_visit_info", collections=COLLECTIONS["truth"], find_first=True, explain=False, limit=None
+    )
+    for ref in refs:
+        info = butler.get(ref)
+        key = (int(info["exposure"]), int(info["detector"]))
+        if key not in fwhm:
+            continue
+        e_per_njy = float(info["electrons_per_njy"])
+        var = (float(info["sky_electrons"]) + float(info["read_noise"]) ** 2) / e_per_njy**2
+        per.setdefault((str(info["band"]), key[1]), []).append({"var": var, "fwhm": fwhm[key] / scale})
+    out: dict[str, list[float]] = {}
+    for (band, _det), visits in per.items():
+        out.setdefault(band, []).append(expected_coadd_depth(visits))
+    return {b: float(np.median(v)) for b, v in out.items()}
+
+
+def _truth(repo: DataRepository, min_visits: int) -> tuple[Table, set[int], dict[tuple[int, int], float]]:
     butler = repo.butler
     stars = butler.get("truth_stars", collections=COLLECTIONS["truth"])
     gals = butler.get("truth_galaxies", collections=COLLECTIONS["truth"])
@@ -163,14 +224,16 @@ def _truth(repo: DataRepository, min_visits: int) -> tuple[Table, set[int]]:
     refs = butler.query_datasets(
         "truth_visit_sources", collections=COLLECTIONS["truth"], find_first=True, explain=False, limit=None
     )
+    fwhm: dict[tuple[int, int], float] = {}  # (exposure, detector) → median truth PSF FWHM (arcsec)
     for ref in refs:
         t = butler.get(ref)
-        for i in np.asarray(t["id"], np.int64)[
-            np.isin(np.asarray(t["type"]).astype(str), ["star", "galaxy"])
-        ]:
+        kinds = np.asarray(t["type"]).astype(str)
+        for i in np.asarray(t["id"], np.int64)[np.isin(kinds, ["star", "galaxy"])]:
             counts[int(i)] = counts.get(int(i), 0) + 1
+        if len(t) and "psf_fwhm" in t.colnames:
+            fwhm[(int(ref.dataId["exposure"]), int(ref.dataId["detector"]))] = float(np.median(t["psf_fwhm"]))
     seen = {i for i, c in counts.items() if c >= min_visits}
-    return truth, seen
+    return truth, seen, fwhm
 
 
 def compute_release_metrics(
@@ -182,6 +245,7 @@ def compute_release_metrics(
     config: DrpConfig | None = None,
     match_radius_arcsec: float = 0.5,
     pa1_min_snr: float = 100.0,
+    coadd_depth: dict[str, float] | None = None,
 ) -> dict[str, Metric]:
     """Every metric of a release (see the module docstring), as ``{name: (value, unit, description)}``."""
     config = config or DrpConfig()
@@ -218,7 +282,17 @@ def compute_release_metrics(
         f"({n} star-bands)",
     )  # fmt: skip
 
-    truth, seen = _truth(repo, config.min_visits)
+    truth, seen, fwhm = _truth(repo, config.min_visits)
+    expected = _truth_depths(repo, fwhm)
+    for band, depth in sorted(expected.items()):
+        out[f"coadd_depth_expected_{band}"] = (
+            depth, "mag", "truth-based 5σ PSF depth of the PSF-matched inverse-variance coadd (simulated sky, "
+            "read noise, PSF FWHM and throughput of every input visit; median over detectors)",
+        )  # fmt: skip
+        if coadd_depth and np.isfinite(coadd_depth.get(band, np.nan)):
+            out[f"coadd_depth_minus_expected_{band}"] = (
+                coadd_depth[band] - depth, "mag", "measured coadd 5σ depth − truth-based expectation",
+            )  # fmt: skip
     in_fp = np.isin(np.asarray(truth["id"], np.int64), np.fromiter(seen, np.int64, len(seen)))
     tvec = unit_vectors(np.asarray(truth["ra"], float), np.asarray(truth["dec"], float))
     ovec = unit_vectors(np.asarray(objects["coord_ra"], float), np.asarray(objects["coord_dec"], float))
@@ -254,6 +328,24 @@ def compute_release_metrics(
             out[f"purity_r{lo:.0f}_{hi:.0f}"] = (
                 float(matched_o[ob].mean()), "", f"fraction of {int(ob.sum())} Objects with r in [{lo:g},{hi:g}) real"
             )  # fmt: skip
+    ref_band = "r" if "r" in expected or (coadd_depth and "r" in coadd_depth) else None
+    if ref_band is not None:
+        measured = (coadd_depth or {}).get(ref_band, float("nan"))
+        depth = measured if np.isfinite(measured) else expected.get(ref_band, float("nan"))
+        if np.isfinite(depth):
+            star_t = ~np.asarray(truth["is_galaxy"], bool)
+            near = in_fp & (tmag >= depth - 1.25) & (tmag < depth - 0.75)
+            src = "measured" if np.isfinite(measured) else "truth-expected"
+            for name, sel in (
+                ("completeness_depth_minus_1", near & star_t),
+                ("completeness_depth_minus_1_all", near),
+            ):
+                if sel.sum():
+                    out[name] = (
+                        float(matched_t[sel].mean()), "", f"fraction of {int(sel.sum())} truth "
+                        f"{'stars' if name.endswith('_1') else 'stars+galaxies'} with r within ±0.25 of "
+                        f"({src} r coadd depth {depth:.2f}) − 1 found",
+                    )  # fmt: skip
     out["purity"] = (
         float(matched_o.mean()) if len(matched_o) else float("nan"),
         "",
