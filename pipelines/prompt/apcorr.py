@@ -46,7 +46,8 @@ class ApertureCorrection:
         meta["APCDEG"] = (self.degree, "aperture correction degree (-1: none)")
         meta["APCNY"], meta["APCNX"] = self.shape
         meta["APCNSTR"] = (self.n_stars, "stars defining the aperture correction")
-        meta["APCSCAT"] = (self.scatter_mag, "scatter of the stars about it (mag)")
+        scatter = self.scatter_mag if np.isfinite(self.scatter_mag) else -1.0  # FITS has no NaN
+        meta["APCSCAT"] = (scatter, "scatter of the stars about it (mag; -1: none)")
         for k, c in enumerate(self.coeffs):
             meta[f"APCORR{k}"] = c
 
@@ -64,7 +65,7 @@ def apcorr_from_header(meta: Any) -> ApertureCorrection | None:
         degree=degree,
         shape=(int(meta["APCNY"]), int(meta["APCNX"])),
         n_stars=int(meta.get("APCNSTR", 0)),
-        scatter_mag=float(meta.get("APCSCAT", np.nan)),
+        scatter_mag=float(meta["APCSCAT"]) if float(meta.get("APCSCAT", -1.0)) >= 0 else float("nan"),
     )
 
 
