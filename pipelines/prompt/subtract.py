@@ -26,7 +26,7 @@ from scipy import ndimage
 
 from pachon.core.image import MASK_PLANES, Exposure
 from pachon.pipelines.prompt.config import SubtractConfig
-from pachon.pipelines.prompt.psf import PsfModel, _measure_fwhm
+from pachon.pipelines.prompt.psf import PsfModel, _measure_fwhm, spline_shift
 
 __all__ = ["SubtractionError", "SubtractionResult", "basis_kernels", "measure_template_fwhm", "subtract"]
 
@@ -135,7 +135,7 @@ def measure_template_fwhm(
         sl = (slice(iy - half, iy + half + 1), slice(ix - half, ix + half + 1))
         if bad[sl].any():
             continue
-        st = ndimage.shift(template[sl].astype(float), (iy - yc, ix - xc), order=3, mode="nearest")
+        st = spline_shift(template[sl], iy - yc, ix - xc, mode="nearest")  # = ndimage.shift, 2× faster
         if st.sum() > 0:
             stamps.append(st / st.sum())
     if len(stamps) < 3:
