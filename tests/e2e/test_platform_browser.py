@@ -90,6 +90,13 @@ def test_signup_approval_login_data_panel_and_notebook(browser, running_platform
     page.wait_for_selector(".pachon-version", timeout=60_000)
     spawn_s = time.monotonic() - started
     assert page.inner_text(".pachon-version").startswith("Pachón ")
+    # JupyterLab's news prompt and update check are off on the platform (settings defaults).
+    notification = context.request.get(
+        f"{running_platform.url}/user/{name}/lab/api/settings/@jupyterlab/apputils-extension:notification"
+    )
+    assert notification.ok, notification.status
+    defaults = notification.json()["schema"]["properties"]
+    assert defaults["fetchNews"]["default"] == "false" and defaults["checkForUpdates"]["default"] is False
 
     # 4. The Data panel browses TAP_SCHEMA and runs a query with a preview.
     page.click('li[data-id="pachon-data-panel"]')
@@ -125,6 +132,8 @@ def test_signup_approval_login_data_panel_and_notebook(browser, running_platform
             "the pyvo cell never produced its table; see test-artifacts/platform-notebook-failure.png"
         )
     page.screenshot(path=str(ARTIFACTS / "platform-notebook-pyvo.png"))
+    # Minutes into the session, JupyterLab has not asked about Jupyter news.
+    assert page.locator("text=notified about official Jupyter news").count() == 0
 
     # 6. The Tutorials menu copies the tutorial notebooks into the user's home.
     page.click("li.lm-MenuBar-item:has-text('Tutorials')")

@@ -34,6 +34,7 @@ decided (ports, services). Choices and why:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import subprocess
@@ -322,8 +323,10 @@ def _configure_spawner(c: Any, spec: PlatformSpec, settings: HubSettings, state:
         # `python`, `pip list`, … in a user's terminal are the user environment's.
         env["PATH"] = f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin"
 
-        def _hook(spawner: Any) -> None:
-            ensure_unix_user(home_root, spawner.user.name, spawner.log)
+        def _hook(spawner: Any) -> Any:
+            # In a worker thread: `useradd` would otherwise stall the hub's event loop, and with it
+            # every other login and spawn (the hub awaits what the hook returns).
+            return asyncio.to_thread(ensure_unix_user, home_root, spawner.user.name, spawner.log)
 
         def _approved(name: str) -> None:
             ensure_unix_user(home_root, name)

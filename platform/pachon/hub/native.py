@@ -6,6 +6,11 @@ handler times the login with ``self.statsd`` (removed from the hub's handlers) a
 page, so every login answered HTTP 500. :class:`PachonNativeAuthenticator` swaps in a login
 handler fixing both.
 
+Passwords are checked with bcrypt in a worker thread (:meth:`PachonNativeAuthenticator.authenticate`):
+NativeAuthenticator hashes on the hub's event loop, and at bcrypt's cost (a quarter of a CPU
+second) twenty users logging in at once froze the hub for seconds, so token checks of the
+services timed out and spawns waited (measured by ``benchmarks/platform/bench_platform.py``).
+
 It also calls :attr:`PachonNativeAuthenticator.approval_hook` when an admin approves a sign-up
 (``/hub/authorize/<name>``): the system spawner uses it to create the user's Unix account at
 approval, so an approved user exists on the machine before their first server starts.
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import bcrypt
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import LoginHandler as _NativeLoginHandler
 from nativeauthenticator.handlers import ToggleAuthorizationHandler as _NativeToggleHandler
@@ -101,6 +107,25 @@ class PachonNativeAuthenticator(NativeAuthenticator):  # type: ignore[misc]
         allow_none=True,
         help="Called with the user name (in a worker thread) when an admin approves a sign-up.",
     ).tag(config=True)
+
+    async def authenticate(self, handler: Any, data: dict[str, Any]) -> str | None:
+        """NativeAuthenticator's checks in its order, with the bcrypt comparison off the event loop."""
+        username = self.normalize_username(data["username"])
+        user = self.get_user(username)
+        if not user:
+            return None
+        if self.allowed_failed_logins and self.is_blocked(username):
+            return None
+        stored = user.password
+        password_ok = await asyncio.to_thread(bcrypt.checkpw, data["password"].encode(), stored)
+        validations = [user.is_authorized, password_ok]
+        if user.has_2fa:
+            validations.append(user.is_valid_token(data.get("2fa")))
+        if all(validations):
+            self.successful_login(username)
+            return str(username)
+        self.add_login_attempt(username)
+        return None
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
         replace = {r"/login": PachonLoginHandler, r"/authorize/([^/]*)": PachonToggleAuthorizationHandler}

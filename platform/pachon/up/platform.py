@@ -9,8 +9,9 @@ Components (each a supervised child process; only the proxy binds the public add
 * ``hub``: JupyterHub (loopback port) which starts configurable-http-proxy on ``--host:--port``
   and the idle culler, with the config of :mod:`pachon.hub.config`.
 
-Services start before the hub (they only need it when a request arrives), so the hub's proxy
-has somewhere to send ``/services/<name>/`` as soon as it is up.
+All components start at once (their imports overlap); ``pachon up`` then waits until each is
+healthy, services first, so the hub's proxy has somewhere to send ``/services/<name>/`` by the
+time the platform is announced. Services only need the hub when a request arrives.
 
 Before starting, the catalog gets the empty DP1 and ObsCore schemas (so TAP_SCHEMA shows
 what a release will hold) and, when the repo holds simulator truth, the schema ``sim``
@@ -320,7 +321,12 @@ def decide_spawner(settings: HubSettings, state: Path) -> tuple[str, str, str, s
             why = f"running as root, but {exc}"
         else:
             if resolve_spawner(settings, python=str(user.python)) == "system":
-                return "system", str(user.python), str(user.lab_settings_dir), None
+                homes = settings.home_root or "/home/pachon"
+                note = (
+                    f"per-user accounts: an approved user gets a Unix account with a private home under {homes}; "
+                    f"servers run {user.python} (built from {user.base}, sees this installation's packages)"
+                )
+                return "system", str(user.python), str(user.lab_settings_dir), note
     lab_settings = state / "lab-settings"
     write_lab_settings(lab_settings)
     if not why:

@@ -247,7 +247,7 @@ def test_two_users_get_their_own_accounts_servers_and_private_homes(system_platf
     url = p.url
     spec = json.loads((p.repo / "state" / "hub" / "platform.json").read_text())
     assert spec["spawner"] == "system", spec
-    assert "SINGLE-USER MODE" not in p.log.read_text()
+    assert "SINGLE-USER MODE" not in p.log.read_text() and "per-user accounts" in p.log.read_text()
     alice, bob = list(p.users)
 
     # Sign-up, then approval by the admin: the Unix accounts exist from that moment, homes private.
