@@ -10,7 +10,8 @@ detected whole, and each Object is kept by the one patch whose inner region hold
 
 Each (patch, band) is one quantum (:func:`coadd_quantum`, run on Dask by the driver): the
 band's visit images that touch the patch, **scaled by the global photometric calibration**
-(ubercal factors per detector-visit), are combined by prompt processing's
+(ubercal: a factor per detector-visit times the detector's star flat, sampled on a 9 × 9 grid and
+interpolated bilinearly), are combined by prompt processing's
 :func:`pachon.pipelines.prompt.coadd.coadd`: warped onto the patch, **PSF-matched** (each input
 convolved to 1.02 × the worst input FWHM with a Gaussian kernel), inverse-variance weighted,
 with per-pixel outlier rejection at 5σ against the leave-one-out mean (transients, cosmic rays,
@@ -24,7 +25,7 @@ as Rubin's ``CoaddPsf`` sums the warped input PSFs. The input PSFs are not rotat
 tract (the simulated visits are north-up within a fraction of a degree).
 
 Resumability: a quantum whose ``drp_coadd_psf`` exists with the same inputs digest (visits,
-detectors, calibration factors, border) is skipped.
+detectors, calibration factors and star flats, border) is skipped.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ __all__ = [
     "coadd_psf",
     "coadd_quantum",
     "expanded_patch",
+    "flat_grid_points",
+    "flat_image",
     "plan_coadds",
     "release_skymap",
 ]
@@ -124,17 +127,29 @@ def release_skymap(
 
 @dataclass(frozen=True)
 class CoaddQuantum:
-    """One (patch, band) coadd: its inputs (visit, detector, calibration factor, MJD) and their digest."""
+    """One (patch, band) coadd: its inputs and their digest.
+
+    Each input is (visit, detector, calibration factor, MJD, star-flat grid): the grid holds the
+    multiplicative star-flat correction on ``FLAT_GRID × FLAT_GRID`` points spanning the detector
+    (rows = y), empty when there is none.
+    """
 
     patch: int
     band: str
-    inputs: tuple[tuple[int, int, float, float], ...]
+    inputs: tuple[tuple[int, int, float, float, tuple[float, ...]], ...]
     border: int
 
     @property
     def digest(self) -> str:
         payload = json.dumps(
-            [self.border, [(v, d, round(f, 7)) for v, d, f, _ in sorted(self.inputs)]], separators=(",", ":")
+            [
+                self.border,
+                [
+                    (v, d, round(f, 7), [round(g, 6) for g in flat])
+                    for v, d, f, _, flat in sorted(self.inputs)
+                ],
+            ],
+            separators=(",", ":"),
         )
         return hashlib.sha1(payload.encode()).hexdigest()
 
@@ -144,6 +159,7 @@ def plan_coadds(
     corners: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
     bands: dict[tuple[int, int], str],
     factors: dict[tuple[int, int], float],
+    flats: dict[tuple[int, int], tuple[float, ...]],
     mjds: dict[tuple[int, int], float],
     *,
     border: int,
@@ -159,7 +175,9 @@ def plan_coadds(
                 px, py = big.wcs.all_world2pix(ra, dec, 0)
             if px.max() < 0 or px.min() > big.nx or py.max() < 0 or py.min() > big.ny:
                 continue
-            touching.setdefault(bands[key], []).append((key[0], key[1], factors.get(key, 1.0), mjds[key]))
+            touching.setdefault(bands[key], []).append(
+                (key[0], key[1], factors.get(key, 1.0), mjds[key], flats.get(key, ()))
+            )
         for band, inputs in sorted(touching.items()):
             out.append(CoaddQuantum(patch=patch.id, band=band, inputs=tuple(sorted(inputs)), border=border))
     return out
@@ -203,12 +221,27 @@ def coadd_quantum(
         items: list[CoaddInput] = []
         weights: list[tuple[PsfModel, float]] = []
         epochs: list[tuple[float, float]] = []
-        for v, d, factor, mjd in quantum.inputs:
+        for v, d, factor, mjd, flat in quantum.inputs:
             image = repo.get("visit_image", visit=v, detector=d, collections=run)
             psf = psf_from_dict(repo.get("drp_psf", visit=v, detector=d, collections=run))
-            image.data = np.asarray(image.data, np.float32) * np.float32(factor)
+            if not (np.isfinite(factor) and factor > 0):
+                factor = (
+                    1.0  # no calibration for this detector-visit: its reference-catalog zero point stands
+                )
+            scale = factor * flat_image(flat, np.shape(image.data))
+            data = np.asarray(image.data, np.float32) * scale
+            finite = np.isfinite(data)
             if image.variance is not None:
-                image.variance = np.asarray(image.variance, np.float32) * np.float32(factor**2)
+                image.variance = np.asarray(image.variance, np.float32) * scale**2
+                finite &= np.isfinite(np.asarray(image.variance))
+            if not finite.all():  # never let a NaN pixel into the sums
+                image.mask = np.asarray(image.mask) | np.where(finite, 0, 1 << MASK_PLANES["NO_DATA"]).astype(
+                    np.int32
+                )
+                data = np.where(finite, data, 0.0).astype(np.float32)
+                if image.variance is not None:
+                    image.variance = np.where(finite, image.variance, 0.0).astype(np.float32)
+            image.data = data
             items.append(CoaddInput(image, psf.fwhm, psf))
             var = np.asarray(image.variance, float)
             frac = _overlap_fraction(image, big)
@@ -232,12 +265,36 @@ def coadd_quantum(
             "psf": psf_to_dict(psf_model),
             "digest": quantum.digest,
             "epoch": epoch,
-            "inputs": [[v, d, f] for v, d, f, _ in quantum.inputs],
+            "inputs": [[v, d, f] for v, d, f, _, _ in quantum.inputs],
             "fwhm_matched": target,
         }
         return quantum, result, info, time.perf_counter() - t0
     except Exception as exc:  # recorded by the driver; the release goes on without this coadd
         return quantum, f"{type(exc).__name__}: {exc}", None, time.perf_counter() - t0
+
+
+FLAT_GRID = 9
+"""Star flats are passed to coadd quanta sampled on this many points per detector axis."""
+
+
+def flat_grid_points(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The (x, y) sample points (flattened, rows = y) of a detector's star-flat grid."""
+    ny, nx = shape
+    xs, ys = np.linspace(0, nx - 1, FLAT_GRID), np.linspace(0, ny - 1, FLAT_GRID)
+    gx, gy = np.meshgrid(xs, ys)
+    return gx.ravel(), gy.ravel()
+
+
+def flat_image(flat: tuple[float, ...], shape: tuple[int, int]) -> np.ndarray | np.float32:
+    """The star-flat grid interpolated bilinearly onto every pixel (1 when there is no grid)."""
+    if not flat:
+        return np.float32(1.0)
+    ny, nx = shape
+    grid = np.asarray(flat, float).reshape(FLAT_GRID, FLAT_GRID)
+    xs, ys = np.linspace(0, nx - 1, FLAT_GRID), np.linspace(0, ny - 1, FLAT_GRID)
+    fx = np.interp(np.arange(nx), xs, np.arange(FLAT_GRID))
+    fy = np.interp(np.arange(ny), ys, np.arange(FLAT_GRID))
+    return np.asarray(ndimage.map_coordinates(grid, np.meshgrid(fy, fx, indexing="ij"), order=1), np.float32)
 
 
 def _overlap_fraction(image: Exposure, patch: Patch) -> float:

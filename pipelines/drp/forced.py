@@ -89,6 +89,7 @@ def forced_quantum(
                 "midpointMjdTai": np.full(n, mjd),
             }
         )
+        out["x"], out["y"] = x[on], y[on]  # for the star flat; dropped by the driver
         for name in ("parentObjectId", "tract", "patch"):
             if name in objects:
                 out[name] = np.asarray(objects[name], np.int64)[on]

@@ -36,7 +36,6 @@ Extendedness
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ import sep
 from astropy.table import Table
 from scipy import ndimage
 from scipy.signal import fftconvolve
-from scipy.special import gamma, gammaincinv
+from scipy.special import gammainc, gammaincinv
 
 from pachon.core.image import MASK_PLANES, Exposure
 from pachon.pipelines.drp.detect import Detections, detect_patch, detection_image
@@ -97,8 +96,11 @@ def profile_templates(psf: np.ndarray, sersic_n: float, radii: tuple[float, ...]
         g = (np.arange(STAMP * ss) - (STAMP * ss - 1) / 2) / ss
         r = np.hypot(*np.meshgrid(g, g))
         prof = np.exp(-b * ((r / re) ** (1.0 / sersic_n) - 1.0))
-        total = 2 * np.pi * sersic_n * re**2 * math.exp(b) * b ** (-2 * sersic_n) * gamma(2 * sersic_n)
-        img = prof.reshape(STAMP, ss, STAMP, ss).mean(axis=(1, 3)) * (1.0 / total)
+        img = prof.reshape(STAMP, ss, STAMP, ss).mean(axis=(1, 3))
+        # the light on the stamp is the analytic fraction inside the equal-area circle (sampling the
+        # de Vaucouleurs cusp would over-count the central pixel): normalise to that fraction
+        r_eq = STAMP / np.sqrt(np.pi)
+        img *= float(gammainc(2 * sersic_n, b * (r_eq / re) ** (1.0 / sersic_n))) / img.sum()
         out[k] = fftconvolve(img, pad, mode="same")
     return out
 

@@ -44,6 +44,7 @@ from pachon.pipelines.drp.coadd import (
     CoaddQuantum,
     CoaddReport,
     coadd_quantum,
+    flat_grid_points,
     patch_row,
     plan_coadds,
     release_skymap,
@@ -387,9 +388,18 @@ def run_release(
             )
             for r in ccd_rows
         }
-        factors = {k: float(cal.factor(np.array([ccd_visit_id(*k)], np.int64))[0]) for k in keys}
+        factors: dict[tuple[int, int], float] = {}
+        flats: dict[tuple[int, int], tuple[float, ...]] = {}
+        for r in ccd_rows:  # ubercal: per detector-visit factor × the detector's star flat (on a grid)
+            k = (int(r["visitId"]), int(r["detector"]))
+            ccd_id = np.array([ccd_visit_id(*k)], np.int64)
+            f = float(cal.factor(ccd_id)[0])
+            factors[k] = f if np.isfinite(f) and f > 0 else 1.0
+            gx, gy = flat_grid_points((int(r["ySize"]), int(r["xSize"])))
+            total = cal.factor(np.repeat(ccd_id, len(gx)), gx, gy) / factors[k]
+            flats[k] = tuple(float(v) for v in total) if np.all(np.isfinite(total) & (total > 0)) else ()
         plan = plan_coadds(
-            skymap, corners, {k: by_id[k[0]].band for k in keys}, factors, images_meta,
+            skymap, corners, {k: by_id[k[0]].band for k in keys}, factors, flats, images_meta,
             border=config.coadd_border,
         )  # fmt: skip
         creport = CoaddReport(skymap=skymap.name)
@@ -523,9 +533,14 @@ def run_release(
             if isinstance(out, str):
                 report.failures.append(f"forced visit {v} detector {d}: {out}")
             elif len(out):
-                f = cal.factor(np.full(len(out), ccd_visit_id(v, d), np.int64))
+                f = cal.factor(  # with positions: the star flat applies per measurement
+                    np.full(len(out), ccd_visit_id(v, d), np.int64),
+                    np.asarray(out["x"]),
+                    np.asarray(out["y"]),
+                )
                 out["psfFlux"] = np.asarray(out["psfFlux"]) * f
                 out["psfFluxErr"] = np.asarray(out["psfFluxErr"]) * f
+                out.remove_columns(["x", "y"])
                 forced_parts.append(out)
             bar.advance(ftask)
         forced = vstack(forced_parts) if forced_parts else Table()

@@ -8,7 +8,6 @@ the values measured when these tests were written are in the comments.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def release(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    from pachon.pipelines.drp import run_release
-
-    repo = tmp_path_factory.mktemp("drp") / "repo"
-    shutil.copytree(tiny_repo, repo)
-    report = run_release(repo, "dp1", workers=2, show_progress=False)
-    return repo, report
+def release(drp_release: Any) -> tuple[Path, Any]:
+    """The session's ``tiny`` release (tests/fixtures/drp.py), shared with the coadd-Object tests."""
+    return drp_release.path, drp_release.report
 
 
 def _query(url: str, adql: str) -> list[tuple[Any, ...]]:
@@ -66,7 +61,9 @@ def test_metrics_on_tiny_within_loose_bounds(release: tuple[Path, Any]) -> None:
         assert abs(m[f"{name}_pull_mean"][0]) < 0.25, m[f"{name}_pull_mean"]  # measured −0.09…0.09
         assert 0.8 < m[f"{name}_pull_std"][0] < 1.4, m[f"{name}_pull_std"]  # measured 1.11–1.18
     for band in "gri":
-        assert 24.0 < m[f"coadd_depth_{band}"][0] < 28.5  # measured 26.3–27.0 (variance-plane estimate)
+        # empirical 5σ PSF-flux depth of the coadds (scatter at random source-free positions):
+        # measured 23.3 (i), 23.6 (r), 24.3 (g); the variance plane alone said 26.3–27.0
+        assert 22.5 < m[f"coadd_depth_{band}"][0] < 25.5
 
 
 def test_deep_coadds_cover_every_band(release: tuple[Path, Any]) -> None:
