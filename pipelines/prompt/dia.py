@@ -32,7 +32,8 @@ RB_FEATURES = (
     "rb_chi2",
     "rb_dipole_ratio",
     "rb_size_ratio",
-    "rb_log_sci_snr",
+    "rb_elongation",
+    "rb_log_tmpl_snr",
     "rb_flux_ratio",
     "rb_bright_neighbour",
     "rb_masked_fraction",
@@ -41,8 +42,15 @@ RB_FEATURES = (
 )
 """Feature columns of the real/bogus classifier, in order.
 
-The sign of a DiaSource is deliberately not a feature: injected fakes are all positive, so the
-classifier would learn "negative means bogus" and reject every fading variable or SN in the template.
+The sign of a DiaSource is deliberately not a feature (a fading variable or an SN in the template is
+as real as a new source). Brightness on the *template* (``rb_log_tmpl_snr``, ``rb_flux_ratio`` =
+log₁₀ |difference| / (|difference| + template flux)) separates a subtraction residual of a star or galaxy
+core from a new source; brightness on the *science* image does not, since every bright transient is
+bright there (the earlier science-SNR feature made the classifier reject bright asteroids and SNe).
+``rb_chi2`` is the better of a PSF fit and a trailed-PSF fit (a line segment along the footprint's
+major axis, its length from the second moments), so a moving object's trail is not taken for a
+badly subtracted blob; ``rb_elongation`` (major/minor axis) lets the model tell trails from
+round residuals.
 """
 
 
@@ -77,6 +85,66 @@ def _lobes(
     nxc = float((xx[neg] * -d[neg]).sum() / fn) if fn > 0 else x
     nyc = float((yy[neg] * -d[neg]).sum() / fn) if fn > 0 else y
     return fp, fn, px, py, nxc, nyc
+
+
+def _trail_fit(
+    diff: np.ndarray,
+    var: np.ndarray,
+    bad: np.ndarray,
+    psf: PsfModel,
+    x: float,
+    y: float,
+    length: float,
+    angle: float,
+) -> tuple[float, float, float]:
+    """Linear flux fit of a PSF smeared along a segment (``length`` px at ``angle`` rad) centred at (x, y).
+
+    Returns (flux, flux error, reduced χ²) over unmasked pixels within 2·FWHM of the segment; the
+    model is the PSF summed at two positions per pixel of trail, as a shutter-open exposure of a
+    moving point source gives (Rubin's ``ip_diffim`` trailed-source measurement does the same in spirit).
+    """
+    size = psf.size + 2 * int(np.ceil(length / 2)) + 2
+    size += 1 - size % 2
+    half = size // 2
+    ny, nx = diff.shape
+    ix, iy = round(x), round(y)
+    x0, x1 = max(ix - half, 0), min(ix + half + 1, nx)
+    y0, y1 = max(iy - half, 0), min(iy + half + 1, ny)
+    model = np.zeros((size, size))
+    ph = psf.size // 2
+    steps = max(2, int(np.ceil(2 * length)))
+    ca, sa = np.cos(angle), np.sin(angle)
+    for t in (np.arange(steps) + 0.5) / steps - 0.5:
+        px, py = x + t * length * ca, y + t * length * sa
+        jx, jy = round(px), round(py)
+        stamp = psf.image(x, y, dx=px - jx, dy=py - jy)
+        ox, oy = jx - ix + half - ph, jy - iy + half - ph
+        if ox < 0 or oy < 0 or ox + psf.size > size or oy + psf.size > size:
+            continue
+        model[oy : oy + psf.size, ox : ox + psf.size] += stamp / steps
+    yy, xx = np.mgrid[:size, :size] - half
+    u = (xx + ix - x) * ca + (yy + iy - y) * sa
+    w = -(xx + ix - x) * sa + (yy + iy - y) * ca
+    radius = 2.0 * psf.fwhm
+    near = (np.abs(w) <= radius) & (np.abs(u) <= length / 2 + radius)
+    sub = (slice(y0 - iy + half, y1 - iy + half), slice(x0 - ix + half, x1 - ix + half))
+    p = model[sub]
+    d = diff[y0:y1, x0:x1]
+    v = var[y0:y1, x0:x1]
+    ok = near[sub] & ~bad[y0:y1, x0:x1] & np.isfinite(d) & (v > 0)
+    denom = float((p[ok] ** 2 / v[ok]).sum()) if ok.sum() >= 3 else 0.0
+    if denom <= 0:
+        return float("nan"), float("nan"), float("nan")
+    f = float((p[ok] * d[ok] / v[ok]).sum() / denom)
+    chi2 = float(((d[ok] - f * p[ok]) ** 2 / v[ok]).sum() / max(ok.sum() - 1, 1))
+    return f, 1.0 / np.sqrt(denom), chi2
+
+
+def _axes(x2: np.ndarray, y2: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Major and minor second-moment eigenvalues and the major axis angle (rad) of each footprint."""
+    mean = 0.5 * (x2 + y2)
+    delta = np.sqrt(np.maximum((0.5 * (x2 - y2)) ** 2 + xy**2, 0.0))
+    return mean + delta, np.maximum(mean - delta, 1e-3), 0.5 * np.arctan2(2 * xy, x2 - y2)
 
 
 def _measure(
@@ -131,6 +199,18 @@ def _measure(
             dip_len[i] = length
             dip_ang[i] = float(np.degrees(np.arctan2(py - nyc, px - nxc)))
             is_dip[i] = (fn / fp > config.dipole_ratio) and length > 0.5
+    # trailed-PSF fit where the footprint is elongated: a segment's second moment along its axis is
+    # L²/12 on top of the PSF's, so L = √(12 (λ_major − λ_minor))
+    lam1, lam2, theta = _axes(
+        np.asarray(objs["x2"], float), np.asarray(objs["y2"], float), np.asarray(objs["xy"], float)
+    )
+    elongation = np.sqrt(lam1 / lam2)
+    trail_len = np.sqrt(12.0 * np.maximum(lam1 - lam2, 0.0))
+    trail_flux = np.full(n, np.nan)
+    trail_chi2 = np.full(n, np.nan)
+    for i in (int(k) for k in np.flatnonzero((trail_len > 1.5) & (elongation > 1.2))):
+        tf, _te, tc = _trail_fit(diff, var, bad, psf, x[i], y[i], float(trail_len[i]), float(theta[i]))
+        trail_flux[i], trail_chi2[i] = tf * sign, tc
     ny, nx = diff.shape
     ix = np.clip(np.round(x).astype(int), 0, nx - 1)
     iy = np.clip(np.round(y).astype(int), 0, ny - 1)
@@ -197,6 +277,11 @@ def _measure(
             "ixyPSF": np.full(n, ixy_p, dtype=np.float32),
             "bboxSize": np.full(n, psf.size, dtype=np.int64),
             "trailNdata": np.zeros(n, dtype=np.int32),
+            "trailFlux": trail_flux,
+            "trailLength": np.where(np.isfinite(trail_chi2), trail_len * psf_scale_arcsec(wcs), np.nan),
+            "trailAngle": np.where(np.isfinite(trail_chi2), np.degrees(theta), np.nan),
+            "trailChi2": trail_chi2,
+            "rb_elongation": np.clip(elongation, 1.0, 10.0),
             "pixelFlags_bad": near("BAD"),
             "pixelFlags_cr": near("CR"),
             "pixelFlags_crCenter": center("CR"),
@@ -215,6 +300,11 @@ def _measure(
         }
     )
     return table
+
+
+def psf_scale_arcsec(wcs: WCS) -> float:
+    """Pixel scale (arcsec) of a celestial WCS."""
+    return float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix)))) * 3600.0
 
 
 def psf_noise_factor(
@@ -296,17 +386,44 @@ def detect_dia_sources(
     table = vstack(tables, metadata_conflicts="silent")
     # a PSF-fit SNR below the threshold means the detection was a noise-shaped blob; keep at 0.8×
     table = table[np.isfinite(table["psfFlux"]) & (table["snr"] >= 0.8 * config.threshold)]
+    table = table[~_fragments(table, psf)]
     _add_features(table, psf, direct_sources)
     return table
+
+
+def _fragments(table: Table, psf: PsfModel, *, ratio: float = 20.0, reach_fwhm: float = 4.0) -> np.ndarray:
+    """DIA sources in the wings of a much brighter one (either sign): pieces of its footprint.
+
+    A bright star that varies, or whose PSF the kernel matched imperfectly, leaves a ring of
+    low-level residual in the difference image out to a few FWHM, which detection splits into
+    separate peaks; a source within ``reach_fwhm`` FWHM of one ``ratio`` times brighter is such a
+    piece (as a deblender would assign it to the bright parent) and is dropped.
+    """
+    n = len(table)
+    out = np.zeros(n, dtype=bool)
+    if n < 2:
+        return out
+    flux = np.abs(np.asarray(table["psfFlux"], float))
+    xy = np.column_stack([np.asarray(table["x"], float), np.asarray(table["y"], float)])
+    tree = cKDTree(xy)
+    for i, j in tree.query_pairs(reach_fwhm * psf.fwhm):
+        if flux[j] > ratio * flux[i]:
+            out[i] = True
+        elif flux[i] > ratio * flux[j]:
+            out[j] = True
+    return out
 
 
 def _add_features(table: Table, psf: PsfModel, direct_sources: Table | None) -> None:
     n = len(table)
     snr = np.asarray(table["snr"], dtype=float)
     table["rb_log_snr"] = np.log10(np.maximum(snr, 1.0))
-    table["rb_chi2"] = np.log10(
-        np.clip(np.nan_to_num(np.asarray(table["psfChi2"], float), nan=100.0), 0.1, 1e4)
-    )
+    psf_chi2 = np.nan_to_num(np.asarray(table["psfChi2"], float), nan=100.0)
+    trail_chi2 = np.nan_to_num(np.asarray(table["trailChi2"], float), nan=np.inf)
+    # a PSF model good to a few percent leaves χ² ≈ 1 + (ε·SNR)² on a perfect point source, so a bright
+    # variable star is not a bad fit; ε = 5 % (the pixelized model's residual on bright stars here)
+    model_error = 1.0 + (0.05 * snr) ** 2
+    table["rb_chi2"] = np.log10(np.clip(np.minimum(psf_chi2, trail_chi2) / model_error, 0.1, 1e4))
     size = (
         (np.asarray(table["ixx"]) + np.asarray(table["iyy"]))
         / max(float(table["ixxPSF"][0] + table["iyyPSF"][0]), 1e-3)
@@ -314,15 +431,14 @@ def _add_features(table: Table, psf: PsfModel, direct_sources: Table | None) -> 
         else np.zeros(0)
     )
     table["rb_size_ratio"] = np.clip(size, 0, 10)
-    sci_snr = np.asarray(table["scienceFlux"]) / np.asarray(table["scienceFluxErr"])
-    table["rb_log_sci_snr"] = np.sign(sci_snr) * np.log10(1 + np.abs(np.nan_to_num(sci_snr)))
-    table["rb_flux_ratio"] = np.clip(
-        np.nan_to_num(
-            np.abs(np.asarray(table["psfFlux"])) / np.maximum(np.abs(np.asarray(table["scienceFlux"])), 1e-3)
-        ),
-        0,
-        5,
-    )
+    tmpl_flux = np.nan_to_num(np.asarray(table["templateFlux"], float))
+    tmpl_snr = tmpl_flux / np.asarray(table["templateFluxErr"], float)
+    table["rb_log_tmpl_snr"] = np.sign(tmpl_snr) * np.log10(1 + np.abs(np.nan_to_num(tmpl_snr)))
+    diff_flux = np.abs(np.asarray(table["psfFlux"], float))
+    # log of the fractional change: a residual of a bright star is ≲ 1–5 % of it (≲ −1.3), a real change
+    # of a star or a galaxy core is tens of percent (≈ −0.5), a new source on empty sky 100 % (0)
+    ratio = np.nan_to_num(diff_flux / (diff_flux + np.maximum(tmpl_flux, 0.0) + 1e-3), nan=1.0)
+    table["rb_flux_ratio"] = np.log10(np.clip(ratio, 1e-3, 1.0))
     bright = np.zeros(n)
     if direct_sources is not None and len(direct_sources) and n:
         dsnr = np.asarray(direct_sources["psfFlux"]) / np.asarray(direct_sources["psfFluxErr"])
@@ -331,9 +447,17 @@ def _add_features(table: Table, psf: PsfModel, direct_sources: Table | None) -> 
             tree = cKDTree(
                 np.column_stack([np.asarray(direct_sources["x"])[sel], np.asarray(direct_sources["y"])[sel]])
             )
-            dist, idx = tree.query(np.column_stack([table["x"], table["y"]]))
-            # log SNR of the nearest bright star, fading with distance in units of the PSF FWHM
-            bright = np.log10(dsnr[sel][idx]) * np.exp(-np.asarray(dist) / (1.5 * psf.fwhm))
+            # the nearest bright source other than the DiaSource's own counterpart (a bright new
+            # transient is its own direct-image source): log SNR fading with distance in PSF FWHMs
+            dist, idx = tree.query(np.column_stack([table["x"], table["y"]]), k=2)
+            own = dist[:, 0] < 1.0
+            d = np.where(own, dist[:, 1], dist[:, 0])
+            j = np.where(own, idx[:, 1], idx[:, 0])
+            ok = np.isfinite(d)
+            j = np.where(ok, j, 0)
+            bright = np.where(
+                ok, np.log10(dsnr[sel][j]) * np.exp(-np.where(ok, d, 0) / (1.5 * psf.fwhm)), 0.0
+            )
     table["rb_bright_neighbour"] = bright
     table["rb_flagged"] = (
         np.asarray(table["pixelFlags_cr"], dtype=float)

@@ -186,6 +186,7 @@ def subtract(
     fwhm_s = science_psf.fwhm
     sig_t, sig_s = fwhm_t / 2.3548, fwhm_s / 2.3548
     preconvolved = False
+    pre_sigma = 0.0
     psf = science_psf
     if sig_s < 1.1 * sig_t:
         pre_sigma = float(np.sqrt(max((1.15 * sig_t) ** 2 - sig_s**2, 0.5**2)))
@@ -312,6 +313,7 @@ def subtract(
     meta["DIFNSTMP"] = (int(keep.sum()), "kernel stamps used")
     meta["DIFCHI2"] = (float(np.mean(chi2[keep])), "mean stamp chi2 per pixel")
     meta["DIFPRECV"] = (preconvolved, "science pre-convolved (sharper than template)")
+    meta["DIFPRESG"] = (pre_sigma, "sigma (px) of the science pre-convolution Gaussian")
     meta["TMPLFWHM"] = (fwhm_t, "template PSF FWHM (pixels)")
     meta["PSF_FWHM"] = (psf.fwhm, "difference image PSF FWHM (pixels)")
     result = Exposure(diff, unit=science.unit, mask=mask, wcs=science.wcs, meta=meta)

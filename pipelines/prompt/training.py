@@ -1,9 +1,10 @@
 """Training data for the real/bogus classifier: injected fakes and simulator truth.
 
-Positives are (a) synthetic point sources injected into calibrated science images before
-subtraction, at random positions with PSF signal-to-noise 3–40 (the way Rubin trains its
-reliability model), and (b) DIA sources matching a truth transient, asteroid or variable star of
-the simulator; negatives are every other DIA source (subtraction residuals, noise peaks, cosmic-ray
+Positives are (a) synthetic sources injected into calibrated science images before subtraction
+(the way Rubin trains its reliability model), with PSF signal-to-noise 3–60: point sources on
+empty sky, point sources brightening or fading on the cores of stars and galaxies, and trailed
+sources like moving asteroids (:class:`FakeInjector`), and (b) DIA sources matching a truth
+transient, asteroid or variable star of the simulator; negatives are every other DIA source (subtraction residuals, noise peaks, cosmic-ray
 remnants). Training uses the first visits after each band's template visits; the model is stored
 as ``real_bogus_model`` in ``Pachon/templates``, beside the templates it was trained against.
 """
@@ -25,19 +26,37 @@ from pachon.pipelines.prompt.config import PromptConfig
 from pachon.pipelines.prompt.psf import PsfModel
 from pachon.pipelines.prompt.realbogus import RealBogusModel, train_real_bogus
 
+_UNUSABLE = (1 << MASK_PLANES["NO_DATA"]) | (1 << MASK_PLANES["BAD"]) | (1 << MASK_PLANES["SAT"])
+
 __all__ = ["FakeInjector", "label_dia_sources", "train_from_truth"]
 
 
 @dataclass
 class FakeInjector:
-    """Adds ``n`` PSF-shaped fakes with SNR uniform in log between ``snr_min`` and ``snr_max``."""
+    """Adds ``n`` synthetic real sources to a calibrated science image, of three kinds.
 
-    n: int = 40
+    * a quarter **point sources on empty sky** (new transients);
+    * half **point sources on a detected source's core** — a galaxy (SN in its host) or a star (a
+      variable: half of these change by 10–100 % of the host's flux; 30 % fade, by at most 80 % of
+      it), offset by up to one FWHM — so the classifier sees real changes where subtraction residuals
+      also live;
+    * a quarter **trailed sources** (the PSF smeared along a 3–25 px segment at a random angle): asteroids move
+      during the exposure, and a classifier trained on point sources only takes trails for artefacts.
+
+    PSF signal-to-noise is log-uniform between ``snr_min`` and ``snr_max`` (computed for the sky
+    noise; trailed fakes get their flux scaled by √(1 + L/FWHM) so their detectability spans the same
+    range). Returns one row per fake: ``x``, ``y``, ``flux`` (signed), ``snr``, ``kind`` and
+    ``trail`` (length in pixels).
+    """
+
+    n: int = 100
     seed: int = 0
     snr_min: float = 3.0
-    snr_max: float = 40.0
+    snr_max: float = 60.0
 
     def __call__(self, exposure: Exposure, psf: PsfModel) -> Table:
+        from pachon.pipelines.prompt.measure import detect
+
         rng = np.random.default_rng(
             self.seed
             + int(exposure.meta.get("VISIT", 0)) % 100000
@@ -47,25 +66,64 @@ class FakeInjector:
         var = np.asarray(exposure.variance)
         ny, nx = image.shape
         half = psf.size // 2
-        x = rng.uniform(half + 5, nx - half - 5, self.n)
-        y = rng.uniform(half + 5, ny - half - 5, self.n)
-        snr = np.exp(rng.uniform(np.log(self.snr_min), np.log(self.snr_max), self.n))
+        margin = half + 16
+        bad = (np.asarray(exposure.mask) & _UNUSABLE) != 0
         sky_var = float(np.median(var))
-        stamp = psf.image()
-        sigma_flux = np.sqrt(sky_var / (stamp**2).sum())
-        flux = snr * sigma_flux
-        bad = (np.asarray(exposure.mask) & (1 << MASK_PLANES["NO_DATA"])) != 0
-        keep = np.ones(self.n, dtype=bool)
-        for i in range(self.n):
-            ix, iy = round(x[i]), round(y[i])
+        sigma_flux = np.sqrt(sky_var / (psf.image() ** 2).sum())
+        # hosts: detected sources of the image, brightest first (PSF SNR from their peak filter)
+        objs, _ = detect(image, var, bad, psf, threshold=10.0, deblend=False)
+        inside = (
+            (objs["x"] > margin)
+            & (objs["x"] < nx - margin)
+            & (objs["y"] > margin)
+            & (objs["y"] < ny - margin)
+        )
+        hosts = objs[inside & (objs["flag"] == 0)]
+        n_sky = self.n // 4
+        kinds = ["sky"] * n_sky + ["host"] * (self.n - 2 * n_sky if len(hosts) else 0) + ["trail"] * n_sky
+        rows: list[tuple[float, float, float, float, str, float]] = []
+        for kind in kinds:
+            snr = float(np.exp(rng.uniform(np.log(self.snr_min), np.log(self.snr_max))))
+            flux = snr * sigma_flux
+            length, angle = 0.0, 0.0
+            if kind == "host":
+                h = hosts[int(rng.integers(len(hosts)))]
+                r, phi = rng.uniform(0, psf.fwhm), rng.uniform(0, 2 * np.pi)
+                x, y = float(h["x"]) + r * np.cos(phi), float(h["y"]) + r * np.sin(phi)
+                host_flux = float(h["flux"])
+                if rng.uniform() < 0.5:  # a variable star's change: 10–100 % of the host's flux
+                    flux = max(flux, host_flux * float(rng.uniform(0.1, 1.0)))
+                if rng.uniform() < 0.3:  # a fading source: at most 80 % of the host's flux removed
+                    flux = -min(flux, 0.8 * host_flux)
+            else:
+                x, y = rng.uniform(margin, nx - margin), rng.uniform(margin, ny - margin)
+            if kind == "trail":
+                length, angle = float(rng.uniform(3.0, 25.0)), float(rng.uniform(0, np.pi))
+                flux *= np.sqrt(1 + length / psf.fwhm)
+            ix, iy = round(x), round(y)
             if bad[iy, ix]:
-                keep[i] = False
                 continue
-            model = psf.image(x[i], y[i], dx=x[i] - ix, dy=y[i] - iy)
-            image[iy - half : iy + half + 1, ix - half : ix + half + 1] += (flux[i] * model).astype(
-                image.dtype
-            )
-        return Table({"x": x[keep], "y": y[keep], "flux": flux[keep], "snr": snr[keep]})
+            _add_source(image, psf, x, y, flux, length, angle)
+            rows.append((x, y, flux, snr, kind, length))
+        names = ("x", "y", "flux", "snr", "kind", "trail")
+        if not rows:
+            return Table(names=names, dtype=(float, float, float, float, str, float))
+        return Table(rows=rows, names=names)
+
+
+def _add_source(
+    image: np.ndarray, psf: PsfModel, x: float, y: float, flux: float, length: float, angle: float
+) -> None:
+    """Add a PSF (or a PSF smeared over ``length`` px at ``angle`` rad) of total ``flux`` at (x, y)."""
+    half = psf.size // 2
+    steps = max(1, int(np.ceil(2 * length)))
+    for t in (np.arange(steps) + 0.5) / steps - 0.5 if length > 0 else [0.0]:
+        px, py = x + t * length * np.cos(angle), y + t * length * np.sin(angle)
+        ix, iy = round(px), round(py)
+        model = psf.image(px, py, dx=px - ix, dy=py - iy)
+        image[iy - half : iy + half + 1, ix - half : ix + half + 1] += (flux / steps * model).astype(
+            image.dtype
+        )
 
 
 def label_dia_sources(
@@ -77,8 +135,14 @@ def label_dia_sources(
         return real
     xy = np.column_stack([np.asarray(dia["x"]), np.asarray(dia["y"])])
     if fakes is not None and len(fakes):
-        d, _ = cKDTree(np.column_stack([fakes["x"], fakes["y"]])).query(xy)
-        real |= (d < radius_px) & ~np.asarray(dia["isNegative"])
+        trail = np.asarray(fakes["trail"], float) if "trail" in fakes.colnames else np.zeros(len(fakes))
+        sign_ok = (
+            np.asarray(fakes["flux"], float) < 0 if "flux" in fakes.colnames else np.zeros(len(fakes), bool)
+        )
+        for k in range(len(fakes)):
+            d = np.hypot(xy[:, 0] - float(fakes["x"][k]), xy[:, 1] - float(fakes["y"][k]))
+            negative = np.asarray(dia["isNegative"], bool)
+            real |= (d < radius_px + trail[k] / 2) & (negative == sign_ok[k])
     if truth is not None and len(truth):
         typ = np.asarray(truth["type"]).astype(str)
         ids = np.asarray(truth["id"])
