@@ -409,7 +409,9 @@ def ubercal(
     star_flat_degree: int = 3,
     delta_prior_mag: float = 0.1,
     star_flat_prior_mag: float = 0.02,
-    variable_chi2: float = 4.0,
+    variable_chi2: float = 9.0,
+    refcat: Table | None = None,
+    ref_radius_arcsec: float = 1.0,
 ) -> UbercalSolution:
     """Per band: detector-visit offsets δ, a star flat per detector and each star's mean magnitude.
 
@@ -424,6 +426,12 @@ def ubercal(
     measurements beyond ``ubercal_clip`` σ are rejected, and so are whole Objects whose reduced
     χ² exceeds ``variable_chi2`` (variable stars, blends) — a few variables otherwise drag the
     offsets of the sparsely populated detector-visits by tens of mmag.
+
+    With translational dithers a star flat's *linear* terms are degenerate with m_o + δ (a gradient
+    g·x shifts every star by g·x_o and every visit by g·Δx_v), so repeat visits alone cannot see
+    them. ``refcat`` (``{band}_flux``/``{band}_fluxErr`` in nJy) breaks the degeneracy: its
+    magnitudes enter as Gaussian priors on the matched stars' m_o (clipped like the measurements),
+    which also replaces the gauge.
     """
     from scipy.sparse import csr_matrix, diags
     from scipy.sparse.linalg import spsolve
@@ -459,6 +467,21 @@ def ubercal(
     ccd_all = np.asarray(sources["ccdVisitId"], np.int64)
     for c, d, b in zip(ccd_all, det_all, bands, strict=True):
         ccd_key.setdefault(int(c), (int(d), str(b)))
+    ref_row = np.full(n_obj, -1, np.int64)  # each Object's reference star (−1: none)
+    if refcat is not None and len(refcat) and n_obj and "coord_ra" in sources.colnames:
+        sel = group >= 0
+        vec = np.zeros((n_obj, 3))
+        np.add.at(
+            vec,
+            group[sel],
+            unit_vectors(np.asarray(sources["coord_ra"])[sel], np.asarray(sources["coord_dec"])[sel]),
+        )
+        vec /= np.maximum(np.linalg.norm(vec, axis=1), 1e-300)[:, None]
+        tree = cKDTree(
+            unit_vectors(np.asarray(refcat["coord_ra"], float), np.asarray(refcat["coord_dec"], float))
+        )
+        dist, j = tree.query(vec, distance_upper_bound=np.radians(ref_radius_arcsec / 3600))
+        ref_row[np.isfinite(dist)] = j[np.isfinite(dist)]
     for band in np.unique(bands):
         m = use & (bands == band)
         if m.sum() < 2:
@@ -502,31 +525,58 @@ def ubercal(
         prior = np.concatenate(
             [np.full(n_o, 1.0), np.full(n_c, delta_prior_mag**-2), np.full(n_f, star_flat_prior_mag**-2)]
         )
+        prior_mean = np.zeros(n_o + n_c + n_f)
+        ref_mag = np.full(n_o, np.nan)
+        ref_sig = np.full(n_o, np.nan)
+        fcol, ecol = f"{band}_flux", f"{band}_fluxErr"
+        if refcat is not None and fcol in refcat.colnames and ecol in refcat.colnames:
+            r = ref_row[uo]
+            has = r >= 0
+            rf = np.asarray(refcat[fcol], float)[np.clip(r, 0, None)]
+            re = np.asarray(refcat[ecol], float)[np.clip(r, 0, None)]
+            has &= np.isfinite(rf) & (rf > 0) & np.isfinite(re) & (re > 0)
+            ref_mag[has] = -2.5 * np.log10(rf[has])
+            ref_sig[has] = 1.0857 * re[has] / rf[has]
+        ref_ok = np.isfinite(ref_mag)
         gauge_vec = np.zeros((1, n_o + n_c + n_f))
         gauge_vec[0, n_o : n_o + n_c] = 1.0
         gauge = csr_matrix(gauge_vec)
-        gauge = (gauge.T @ gauge) * 1e6  # Σ δ = 0 as a stiff penalty
+        # Σ δ = 0 as a stiff penalty, unless the reference catalog fixes the zero point
+        gauge = (gauge.T @ gauge) * (1e-6 if ref_ok.sum() >= 10 else 1e6)
         ok = np.ones(len(rows), bool)
+        variable = np.zeros(n_o, bool)
         floor = 0.0
         sol = np.zeros(n_o + n_c + n_f)
         for it in range(max(1, iterations)):
             sig2 = sig_phot**2 + floor**2
             w = ok / sig2
+            prior[:n_o] = np.where(ref_ok, 1.0 / np.where(ref_ok, ref_sig, 1.0) ** 2, 1.0)
+            prior_mean[:n_o] = np.where(ref_ok, ref_mag - start, 0.0)
             normal = (design.T @ diags(w) @ design + diags(prior) + gauge).tocsc()
-            rhs = design.T @ (w * y_obs)
+            rhs = design.T @ (w * y_obs) + prior * prior_mean
             sol = np.asarray(spsolve(normal, rhs), dtype=np.float64)
             resid = y_obs - design @ sol
             nobs = np.bincount(oi, weights=ok.astype(float), minlength=n_o)
             rep = ok & (nobs[oi] >= 2)
-            floor = _floor_for_unit_chi2(resid[rep], sig_phot[rep])
+            # the floor is a bright-star quantity: where photon noise dominates (most rows) it
+            # is invisible, and a median over all rows would miss it
+            bright_rows = rep & (sig_phot < 0.01)
+            use_rows = bright_rows if bright_rows.sum() >= 20 else rep
+            floor = _floor_for_unit_chi2(resid[use_rows], sig_phot[use_rows])
             sig_tot = np.sqrt(sig_phot**2 + floor**2)
             norm = resid / sig_tot
             if it < iterations - 1:
-                chi2 = np.bincount(oi, weights=ok * norm**2, minlength=n_o)
-                dof = np.maximum(nobs - 1, 1)
-                variable = (chi2 / dof > variable_chi2) & (nobs >= 3)
+                # χ² over all of an Object's measurements, each capped at the clip² so one cosmic
+                # ray does not condemn a star; a variable stays rejected once found
+                n_all = np.bincount(oi, minlength=n_o)
+                chi2 = np.bincount(oi, weights=np.minimum(norm**2, config.ubercal_clip**2), minlength=n_o)
+                variable |= (chi2 / np.maximum(n_all - 1, 1) > variable_chi2) & (n_all >= 3)
                 ok = (np.abs(norm) < config.ubercal_clip) & ~variable[oi]
-        n_rejected += int(variable.sum()) if iterations > 1 else 0
+                # reference stars disagreeing with their own mean (blends, variables): drop the anchor
+                ref_ok &= ~variable
+                ref_norm = (start + sol[:n_o] - ref_mag) / np.where(np.isfinite(ref_sig), ref_sig, 1.0)
+                ref_ok &= ~(np.abs(np.nan_to_num(ref_norm)) > config.ubercal_clip)
+        n_rejected += int(variable.sum())
         floors.append(floor)
         nobs = np.bincount(oi, weights=ok.astype(float), minlength=n_o)
         rep = ok & (nobs[oi] >= 2)

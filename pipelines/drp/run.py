@@ -366,7 +366,7 @@ def run_release(
         report.step_seconds["astrometry"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        cal = ubercal(sources, group, config, extended=extended)
+        cal = ubercal(sources, group, config, extended=extended, refcat=refcat)
         report.ubercal_rms_mmag = cal.rms_mmag
         src_factor = cal.factor(  # with positions: the star flat applies per source
             np.asarray(sources["ccdVisitId"], np.int64),
