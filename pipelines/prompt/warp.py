@@ -40,7 +40,7 @@ def pixel_mapping(
     fy = interpolate.RectBivariateSpline(gy, gx, sy, kx=ky, ky=kx)
     rows = np.arange(ny, dtype=float)
     cols = np.arange(nx, dtype=float)
-    return fx(rows, cols).astype(np.float64), fy(rows, cols).astype(np.float64)
+    return fx(rows, cols).astype(np.float64, copy=False), fy(rows, cols).astype(np.float64, copy=False)
 
 
 def warp_exposure(
@@ -68,7 +68,7 @@ def warp_exposure(
         else (1 << MASK_PLANES["NO_DATA"]) | (1 << MASK_PLANES["BAD"]) | (1 << MASK_PLANES["SAT"])
     )
     bad = (np.asarray(source.mask) & bits) != 0
-    clean = np.where(bad, 0.0, image).astype(np.float32)
+    clean = np.where(bad, 0.0, image).astype(np.float32, copy=False)
     warped = ndimage.map_coordinates(clean, coords, order=3, mode="constant", cval=0.0, prefilter=True)
     out_mask = np.zeros(shape, dtype=np.int32)
     if bad.any():
@@ -80,7 +80,7 @@ def warp_exposure(
     out_mask[~inside] |= 1 << MASK_PLANES["NO_DATA"]
     warped[~inside] = 0.0
     result = Exposure(
-        warped.astype(np.float32),
+        warped.astype(np.float32, copy=False),
         unit=source.unit,
         mask=out_mask,
         wcs=target_wcs.deepcopy(),
@@ -90,5 +90,5 @@ def warp_exposure(
         var = np.where(bad, 0.0, np.asarray(source.variance, dtype=np.float32))
         wvar = ndimage.map_coordinates(var, coords, order=1, mode="constant", cval=0.0)
         wvar[~inside] = 0.0
-        result.variance = wvar.astype(np.float32)
+        result.variance = wvar.astype(np.float32, copy=False)
     return result
