@@ -106,7 +106,7 @@ def run_once(repo: Path, workers: int, link: bool = True, tmp_root: str | None =
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        stop, peak = threading.Event(), []
+        stop, peak = threading.Event(), list[int]()
         sampler = threading.Thread(target=_peak_rss, args=(proc, stop, peak))
         sampler.start()
         stdout, _ = proc.communicate()
