@@ -306,9 +306,15 @@ def score_repo(
     *,
     rb_threshold: float = 0.5,
     match_radius_px: float = 2.0,
+    model: Any = None,
     log: Any = None,
 ) -> PromptScore:
-    """Score every scored detector-visit of a processed repo (see the module docstring)."""
+    """Score every scored detector-visit of a processed repo (see the module docstring).
+
+    ``model`` (a :class:`~pachon.pipelines.prompt.realbogus.RealBogusModel`) re-scores the stored
+    DiaSources' features instead of using their stored ``reliability``: what another classifier
+    would have kept, without reprocessing (association-dependent figures are not redone).
+    """
     from pachon.pipelines.prompt.config import PromptConfig
     from pachon.pipelines.prompt.pipeline import list_exposures, prompt_run
     from pachon.pipelines.prompt.templates import choose_template_visits
@@ -352,7 +358,10 @@ def score_repo(
             edge_margin = 10 + 12  # kernel half-width + PSF radius
             typ = np.asarray(truth["type"]).astype(str)
             ids = np.asarray(truth["id"])
-            rel = np.asarray(dia["reliability"], dtype=float) if len(dia) else np.zeros(0)
+            if model is not None and len(dia):
+                rel = np.asarray(model.predict(dia), dtype=float)
+            else:
+                rel = np.asarray(dia["reliability"], dtype=float) if len(dia) else np.zeros(0)
             rel = np.nan_to_num(rel, nan=1.0)
             kept = rel >= rb_threshold
             dxy = (

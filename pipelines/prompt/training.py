@@ -127,13 +127,30 @@ def _add_source(
 
 
 def label_dia_sources(
-    dia: Table, *, fakes: Table | None, truth: Table | None, variable_ids: set[int], radius_px: float = 2.0
+    dia: Table,
+    *,
+    fakes: Table | None,
+    truth: Table | None,
+    variable_ids: set[int],
+    radius_px: float = 2.0,
+    fake_radius_px: float = 3.0,
+    extra_real_xy: np.ndarray | None = None,
 ) -> np.ndarray:
-    """True for DIA sources matching a fake or a truth transient / asteroid / variable star."""
+    """True for DIA sources matching a fake or a truth transient / asteroid / variable star.
+
+    ``fake_radius_px`` is wider than ``radius_px``: a fake on a star's or galaxy's core is measured on
+    top of that source's subtraction residual, which pulls its centroid by a pixel or two.
+    ``extra_real_xy`` are further positions of real changes, e.g. supernovae that were bright in the
+    template epochs and have since faded (real negative DIA sources, absent from the visit's truth),
+    and flaring stars.
+    """
     real = np.zeros(len(dia), dtype=bool)
     if not len(dia):
         return real
     xy = np.column_stack([np.asarray(dia["x"]), np.asarray(dia["y"])])
+    if extra_real_xy is not None and len(extra_real_xy):
+        d, _ = cKDTree(np.asarray(extra_real_xy, float)).query(xy)
+        real |= d < radius_px
     if fakes is not None and len(fakes):
         trail = np.asarray(fakes["trail"], float) if "trail" in fakes.colnames else np.zeros(len(fakes))
         sign_ok = (
@@ -142,7 +159,7 @@ def label_dia_sources(
         for k in range(len(fakes)):
             d = np.hypot(xy[:, 0] - float(fakes["x"][k]), xy[:, 1] - float(fakes["y"][k]))
             negative = np.asarray(dia["isNegative"], bool)
-            real |= (d < radius_px + trail[k] / 2) & (negative == sign_ok[k])
+            real |= (d < fake_radius_px + trail[k] / 2) & (negative == sign_ok[k])
     if truth is not None and len(truth):
         typ = np.asarray(truth["type"]).astype(str)
         ids = np.asarray(truth["id"])
@@ -176,9 +193,41 @@ def _training_job(args: tuple[str, Any, int, str, int]) -> Table | str:
         variable_ids = {int(v) for v in np.asarray(tv["id"])}
     except Exception:
         variable_ids = set()
-    dia["rb_label"] = label_dia_sources(dia, fakes=fakes, truth=truth, variable_ids=variable_ids)
+    dia["rb_label"] = label_dia_sources(
+        dia,
+        fakes=fakes,
+        truth=truth,
+        variable_ids=variable_ids,
+        extra_real_xy=_other_changes(repo, exposure, detector, truth),
+    )
     dia.meta = {}
     return dia
+
+
+def _other_changes(repo: DataRepository, exposure: Any, detector: int, truth: Table | None) -> np.ndarray:
+    """Pixel positions of every simulated SN (on or off now: one in the template leaves a real negative
+    source after it fades) and of flaring stars, on this detector-visit (empty without truth)."""
+    try:
+        import warnings
+
+        from astropy.wcs import WCS
+
+        tr = repo.get("truth_transients", collections=COLLECTIONS["truth"])
+        info = repo.get(
+            "truth_visit_info", exposure=exposure.id, detector=detector, collections=COLLECTIONS["truth"]
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wcs = WCS(info["true_wcs"])
+    except Exception:
+        return np.zeros((0, 2))
+    is_sn = np.asarray(tr["type"]).astype(str) == "SN"
+    x, y = wcs.all_world2pix(np.asarray(tr["ra"])[is_sn], np.asarray(tr["dec"])[is_sn], 0)
+    xy = [np.column_stack([x, y])]
+    if truth is not None and len(truth):
+        hosts = np.isin(np.asarray(truth["id"]), np.asarray(tr["host_id"])[~is_sn])
+        xy.append(np.column_stack([np.asarray(truth["x"])[hosts], np.asarray(truth["y"])[hosts]]))
+    return np.vstack(xy)
 
 
 def train_from_truth(

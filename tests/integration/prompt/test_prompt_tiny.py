@@ -1,27 +1,23 @@
 """Prompt processing of the simulated ``tiny`` survey, scored against the simulator's truth.
 
 Scores exclude the template and real/bogus training visits (their DIA sources were seen in
-training or are in the template). Figures are printed (``pytest -s``) for the report.
+training or are in the template). The DIA figures come from :mod:`pachon.pipelines.prompt.scoring`
+(also behind ``benchmarks/prompt/score_prompt.py``), which says for every truth object how it was
+found or lost and for every false positive its likely cause. Figures are printed (``pytest -s``).
 """
 
 from __future__ import annotations
-
-from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
 from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
-from pachon.core.image import MASK_PLANES
 from pachon.core.repo import DataRepository
-from pachon.pipelines.prompt.association import open_apdb
-from pachon.pipelines.prompt.measure import psf_photometry
 from pachon.pipelines.prompt.pipeline import list_exposures, prompt_run
-from pachon.pipelines.prompt.psf import gaussian_psf
+from pachon.pipelines.prompt.scoring import association_purity, score_repo, variables_recovered
 
 pytestmark = pytest.mark.slow
-UNUSABLE = (1 << MASK_PLANES["NO_DATA"]) | (1 << MASK_PLANES["BAD"]) | (1 << MASK_PLANES["SAT"])
 
 
 @pytest.fixture(scope="module")
@@ -117,176 +113,69 @@ def test_photometric_calibration_against_truth(ctx) -> None:  # type: ignore[no-
     assert np.median(np.abs(offsets)) <= 0.02
 
 
-def _interesting(truth, variables):  # type: ignore[no-untyped-def]
-    typ = np.asarray(truth["type"]).astype(str)
-    return (typ == "transient") | (typ == "asteroid") | np.isin(np.asarray(truth["id"]), list(variables))
+@pytest.fixture(scope="module")
+def score(ctx):  # type: ignore[no-untyped-def]
+    """Every truth SN, asteroid, variable and flare on a scored detector-visit, found or how it was lost."""
+    result = score_repo(ctx["path"])
+    print(result.summary())
+    return result
 
 
-def test_false_dia_sources_after_real_bogus(ctx) -> None:  # type: ignore[no-untyped-def]
-    false, n_det = 0, 0
-    for e in ctx["scored"]:
-        for det, run, repo in _products(ctx, e):
-            dia = repo.get("dia_source", visit=e.id, detector=det, collections=run)
-            kept = dia[np.asarray(dia["reliability"]) >= 0.5]
-            truth = _truth(repo, e.id, det)
-            t = truth[_interesting(truth, ctx["variables"])]
-            if len(kept) and len(t):
-                d, _ = cKDTree(np.column_stack([t["x"], t["y"]])).query(
-                    np.column_stack([kept["x"], kept["y"]])
-                )
-                false += int(np.sum(d > 2.0))
-            else:
-                false += len(kept)
-            n_det += 1
-    per_4k = false / max(n_det, 1) * 16.0  # a 1k² detector is 1/16 of a 4k² one
+def test_false_dia_sources_after_real_bogus(score) -> None:  # type: ignore[no-untyped-def]
+    """≤ 5 false DIA sources per 4k detector per visit after real/bogus (a 1k² detector is 1/16 of one)."""
+    per_4k = score.false_per_4k()
     print(
-        f"false DIA sources after real/bogus: {false} in {n_det} detector-visits = {per_4k:.1f} per 4k detector per visit"
+        f"false DIA sources after real/bogus: {len(score.false)} in {score.n_detector_visits} detector-visits "
+        f"= {per_4k:.1f} per 4k detector per visit; causes {score.false_causes()}"
     )
+    assert score.n_detector_visits >= 30
     assert per_4k <= 5.0
 
 
-def _template_flux(ctx, band: str) -> dict[int, float]:  # type: ignore[no-untyped-def]
-    """Mean truth flux of every transient over the band's template visits (what the template holds)."""
-    repo = ctx["repo"]
-    sums: dict[int, list[float]] = defaultdict(list)
-    visits = ctx["template_visits"].get(band, [])
-    for v in visits:
-        for det in range(8):
-            try:
-                t = _truth(repo, v, det)
-            except Exception:
-                continue
-            typ = np.asarray(t["type"]).astype(str)
-            for i, f in zip(
-                np.asarray(t["id"])[typ == "transient"],
-                np.asarray(t["flux"])[typ == "transient"],
-                strict=True,
-            ):
-                sums[int(i)].append(float(f))
-    # a transient absent from a template visit had zero flux then
-    return {i: float(np.sum(f)) / max(len(visits), 1) for i, f in sums.items()}
-
-
-@pytest.fixture(scope="module")
-def dia_scores(ctx):  # type: ignore[no-untyped-def]
-    """Truth transients/asteroids (true SNR, found?) and the truth object of each matched DiaSource."""
-    repo = ctx["repo"]
-    hits: list[tuple[float, bool]] = []
-    template_flux = {b: _template_flux(ctx, b) for b in ctx["template_visits"]}
-    truth_of_source: dict[int, int] = {}
-    for e in ctx["scored"]:
-        for det, run, repo in _products(ctx, e):
-            dia = repo.get("dia_source", visit=e.id, detector=det, collections=run)
-            kept = dia[np.asarray(dia["reliability"]) >= 0.5]
-            diff = repo.get("difference_image", visit=e.id, detector=det, collections=run)
-            truth = _truth(repo, e.id, det)
-            typ = np.asarray(truth["type"]).astype(str)
-            t = truth[(typ == "transient") | (typ == "asteroid")]
-            # the pipeline's own PSF-flux error at each truth position (variance plane with the source's
-            # photons, times the correlated-noise factor), with a Gaussian PSF of the difference's FWHM
-            psf = gaussian_psf(float(diff.meta.get("PSF_FWHM", 4.0)) / 2.3548, size=31)
-            bad = (np.asarray(diff.mask) & UNUSABLE) != 0
-            forced = psf_photometry(
-                np.asarray(diff.data),
-                np.asarray(diff.variance),
-                bad,
-                psf,
-                np.asarray(t["x"], float),
-                np.asarray(t["y"], float),
-            )
-            errors = np.asarray(forced["fluxErr"]) * float(diff.meta.get("DIFNOISE", 1.0))
-            tree = cKDTree(np.column_stack([kept["x"], kept["y"]])) if len(kept) else None
-            for row, sigma_flux in zip(t, errors, strict=True):
-                x, y = float(row["x"]), float(row["y"])
-                if not (15 < x < 1009 and 15 < y < 1009):
-                    continue
-                # the difference image holds the flux change since the template epochs
-                change = float(row["flux"]) - template_flux.get(e.band, {}).get(int(row["id"]), 0.0)
-                if not np.isfinite(sigma_flux):
-                    continue
-                snr = abs(change) / sigma_flux
-                found = tree is not None and tree.query([x, y])[0] < 2.0
-                hits.append((snr, bool(found)))
-            everything = truth[_interesting(truth, ctx["variables"]) | (typ == "star")]
-            if len(kept) and len(everything):
-                d, i = cKDTree(np.column_stack([everything["x"], everything["y"]])).query(
-                    np.column_stack([kept["x"], kept["y"]])
-                )
-                for sid, dd, ii in zip(np.asarray(kept["diaSourceId"]), d, i, strict=True):
-                    if dd < 2.0:
-                        truth_of_source[int(sid)] = int(everything["id"][ii])
-    return {"hits": hits, "truth_of_source": truth_of_source}
-
-
-def _completeness(dia_scores):  # type: ignore[no-untyped-def]
-    snr = np.array([h[0] for h in dia_scores["hits"]])
-    found = np.array([h[1] for h in dia_scores["hits"]])
-    hi, mid = snr >= 10, (snr >= 5) & (snr < 10)
-    print(f"transients/asteroids: {hi.sum()} at SNR≥10 found {found[hi].mean() if hi.any() else float('nan'):.2f}; "
-          f"{mid.sum()} at 5–10 found {found[mid].mean() if mid.any() else float('nan'):.2f}")  # fmt: skip
-    return found[hi], found[mid]
-
-
-def test_transient_completeness_regression(dia_scores) -> None:  # type: ignore[no-untyped-def]
-    """What the pipeline achieves today (measured 0.90 at SNR ≥ 10, 0.36 at 5–10 on tiny)."""
-    hi, _mid = _completeness(dia_scores)
-    assert len(hi) >= 5
-    assert hi.mean() >= 0.85
+def test_transient_completeness_regression(score) -> None:  # type: ignore[no-untyped-def]
+    """Bright SNe and asteroids are found whatever else changes (guards the acceptance test below)."""
+    hi, n_hi = score.completeness(10.0)
+    assert n_hi >= 10
+    assert hi >= 0.85
 
 
 @pytest.mark.xfail(
-    reason="acceptance not yet met on tiny: 0.90 at SNR≥10 (trailed asteroids score 0.47–0.49 reliability, "
-    "just under the 0.5 cut) and 0.36 at SNR 5–10 (faint SNe on galaxy cores); see the prompt report",
+    reason="acceptance not yet met on tiny (scoring, 44 detector-visits): 0.94 at true SNR ≥ 10 (17/18; one SN "
+    "on a galaxy core cut by real/bogus) and 0.44 at 5–10 (4/9: 3 SNe at true SNR 5–6 not detected, 2 SNe "
+    "on galaxy cores cut by real/bogus): the classifier is trained on ~20 bogus examples and cannot yet "
+    "tell a faint SN on a bright core from a star's residual; see the prompt report",
     strict=False,
 )
-def test_transient_completeness_acceptance(dia_scores) -> None:  # type: ignore[no-untyped-def]
-    hi, mid = _completeness(dia_scores)
-    assert hi.mean() >= 0.95
-    assert mid.mean() >= 0.5
+def test_transient_completeness_acceptance(score) -> None:  # type: ignore[no-untyped-def]
+    """Issue 5: SN + asteroid completeness ≥ 95 % at true SNR ≥ 10 and ≥ 50 % at SNR 5–10.
+
+    True SNR as defined in :mod:`pachon.pipelines.prompt.scoring`: the flux change since the template
+    over the optimal PSF-flux error in the difference image's real noise (science + template), with the
+    source's true profile (Moffat, trailed for asteroids).
+    """
+    hi, n_hi = score.completeness(10.0)
+    mid, n_mid = score.completeness(5.0, 10.0)
+    print(f"SN + asteroid completeness: {hi:.2f} at SNR ≥ 10 (n={n_hi}), {mid:.2f} at 5–10 (n={n_mid})")
+    assert n_hi >= 10 and n_mid >= 5
+    assert hi >= 0.95
+    assert mid >= 0.5
 
 
-def test_association_purity(ctx, dia_scores) -> None:  # type: ignore[no-untyped-def]
+def test_association_purity(ctx, score) -> None:  # type: ignore[no-untyped-def]
     """DiaSources of one DiaObject come from one truth object (≥ 99 %)."""
-    truth_of_source = dia_scores["truth_of_source"]
-    handle = open_apdb(ctx["path"])
-    from astropy.time import Time
-    from lsst.sphgeom import Angle, Circle, LonLat, UnitVector3d
-
-    region = Circle(UnitVector3d(LonLat.fromDegrees(180.0, 0.5)), Angle.fromDegrees(1.0))
-    sources = handle.apdb.getDiaSources(
-        region, None, Time(70000, format="mjd", scale="tai"), Time(50000, format="mjd", scale="tai")
-    )
-    groups: dict[int, list[int]] = defaultdict(list)
-    for sid, oid in zip(sources["diaSourceId"], sources["diaObjectId"], strict=True):
-        if int(sid) in truth_of_source:
-            groups[int(oid)].append(truth_of_source[int(sid)])
-    total = sum(len(v) for v in groups.values())
-    pure = sum(Counter(v).most_common(1)[0][1] for v in groups.values())
-    multi = sum(1 for v in groups.values() if len(v) > 1)
+    pure, total, n_objects, multi = association_purity(ctx["path"], score)
     print(
-        f"association purity {pure}/{total} = {pure / max(total, 1):.3f} over {len(groups)} DiaObjects ({multi} with >1 source)"
+        f"association purity {pure}/{total} = {pure / max(total, 1):.3f} over {n_objects} DiaObjects ({multi} with >1 source)"
     )
     assert total > 0
     assert pure / total >= 0.99
 
 
 def test_variable_stars_recovered(ctx) -> None:  # type: ignore[no-untyped-def]
-    repo = ctx["repo"]
-    tv = repo.get("truth_variables", collections="Pachon/truth")
-    stars = repo.get("truth_stars", collections="Pachon/truth")
-    handle = open_apdb(ctx["path"])
-    from lsst.sphgeom import Angle, Circle, LonLat, UnitVector3d
-
-    objects = handle.apdb.getDiaObjects(
-        Circle(UnitVector3d(LonLat.fromDegrees(180.0, 0.5)), Angle.fromDegrees(1.0))
+    """Variables with amplitude > 0.3 mag on the scored detectors get a DiaObject within 1″."""
+    found, n = variables_recovered(ctx["path"])
+    print(
+        f"variables with amplitude > 0.3 mag on the scored detectors: {n}, with a DiaObject within 1″: {found}"
     )
-    pos = {
-        int(i): (float(r), float(d)) for i, r, d in zip(stars["id"], stars["ra"], stars["dec"], strict=True)
-    }
-    big = tv[np.asarray(tv["amplitude"]) > 0.3]
-    ids = [int(i) for i in big["id"] if int(i) in pos]
-    # variables whose flux changes a lot and that fall on the detectors: recovered as DiaObjects within 1″
-    tree = cKDTree(np.column_stack([objects["ra"], objects["dec"]]))
-    found = [tree.query([pos[i][0], pos[i][1]])[0] * 3600 < 1.0 for i in ids]
-    print(f"variables with amplitude > 0.3 mag: {len(ids)} in the field, {sum(found)} with a DiaObject")
-    assert sum(found) >= 1
+    assert n > 0
+    assert found >= 1
