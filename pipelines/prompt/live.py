@@ -214,7 +214,8 @@ def recover_alerts(
 
     The history and DiaObject come from the APDB as it is now; :func:`process_pending` runs it
     right after the visit, before any later visit (time order), so that is the state the visit
-    saw and the rebuilt packets are byte for byte the ones the visit would have archived.
+    saw and the rebuilt packets equal the ones the visit would have archived (the template
+    cutout to float precision: the template is warped again onto the stored WCS).
     """
     import numpy as np
     import pandas as pd
