@@ -273,6 +273,11 @@ def _template_reference(repo: DataRepository, band: str, template_mjds: list[flo
         "star": {i: f / n for i, f in star_ref.items()},
         "variables": {int(i) for i in np.asarray(tv["id"])},
         "flare_hosts": {int(h) for h in np.asarray(tr["host_id"])[is_flare]},
+        "sn_pos": {
+            int(i): (float(r), float(d))
+            for i, r, d, fl in zip(tr["id"], tr["ra"], tr["dec"], is_flare, strict=True)
+            if not fl
+        },
     }
 
 
@@ -299,6 +304,40 @@ def _trails(repo: DataRepository, exposure: int, exposure_time: float) -> dict[i
         x, y = w.all_world2pix(ra, dec, 0)
         out[int(row["id"])] = (float(x[1] - x[0]), float(y[1] - y[0]))
     return out
+
+
+def _with_faded_sne(truth: Table, ref: dict[str, Any], info: dict[str, Any], shape: tuple[int, int]) -> Table:
+    """The visit's truth plus every SN that the template holds but the visit does not (flux 0 now).
+
+    Such an SN leaves a real negative source in the difference image (−its template flux) that the
+    visit's own truth table, listing only sources with flux, does not know about.
+    """
+    present = set(np.asarray(truth["id"]).tolist())
+    faded = [i for i, f in ref["sn"].items() if f > 0 and i not in present and i in ref["sn_pos"]]
+    if not faded:
+        return truth
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wcs = WCS(info["true_wcs"])
+    ra = np.array([ref["sn_pos"][i][0] for i in faded])
+    dec = np.array([ref["sn_pos"][i][1] for i in faded])
+    x, y = wcs.all_world2pix(ra, dec, 0)
+    on = (x >= 0) & (x < shape[1]) & (y >= 0) & (y < shape[0])
+    if not on.any():
+        return truth
+    rows = Table(
+        {
+            "id": np.asarray(faded, np.int64)[on],
+            "type": np.full(int(on.sum()), "transient"),
+            "x": x[on],
+            "y": y[on],
+            "flux": np.zeros(int(on.sum())),
+            "psf_fwhm": np.full(int(on.sum()), float(np.median(np.asarray(truth["psf_fwhm"])))),
+        }
+    )
+    from astropy.table import vstack
+
+    return vstack([truth, rows], metadata_conflicts="silent")
 
 
 def score_repo(
@@ -356,6 +395,8 @@ def score_repo(
             beta = float(info.get("psf", {}).get("beta", 3.5))
             diff_fwhm = float(meta.get("PSF_FWHM", 4.0))
             edge_margin = 10 + 12  # kernel half-width + PSF radius
+            if ref:
+                truth = _with_faded_sne(truth, ref, info, (ny, nx))
             typ = np.asarray(truth["type"]).astype(str)
             ids = np.asarray(truth["id"])
             if model is not None and len(dia):
