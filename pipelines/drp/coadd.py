@@ -168,7 +168,7 @@ def plan_coadds(
     out = []
     for patch in skymap.patches():
         big = expanded_patch(patch, border)
-        touching: dict[str, list[tuple[int, int, float, float]]] = {}
+        touching: dict[str, list[tuple[int, int, float, float, tuple[float, ...]]]] = {}
         for key, (ra, dec) in corners.items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -15,7 +15,7 @@ and loads the DP1 tables into the catalog schema named after the release:
 6. forced photometry of every Object on every visit (:mod:`~pachon.pipelines.drp.forced`).
 
 It is resumable at every quantum: detector-visits whose ``source`` exists, coadds whose
-``drp_coadd_psf`` records the same inputs, and patches whose ``drp_coadd_objects`` records the
+``drp_coadd_psf`` records the same inputs, and patches whose ``drp_coadd_objects_info`` records the
 same coadds and settings are skipped. The per-quantum work runs on Dask (a ``LocalCluster`` of
 single-threaded worker processes by default, ``Settings.dask_scheduler`` when set, or
 in-process with ``workers=1``) with a progress bar, and per-step timings and the configuration
@@ -75,6 +75,7 @@ DATASET_TYPES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("drp_forced_source_table", ("instrument",), "ArrowAstropy"),
     ("drp_coadd_psf", ("skymap", "tract", "patch", "band"), "StructuredDataDict"),
     ("drp_coadd_objects", ("skymap", "tract", "patch"), "ArrowAstropy"),
+    ("drp_coadd_objects_info", ("skymap", "tract", "patch"), "StructuredDataDict"),
 )
 """Dataset types the release pipeline adds (per-detector PSF models, run summary, catalog tables,
 coadd PSF models with their inputs' digest, per-patch coadd measurements)."""
@@ -185,11 +186,17 @@ def _coadd_done(repo: DataRepository, run: str, skymap: SkyMap, q: CoaddQuantum)
     return bool(info.get("digest") == q.digest)
 
 
-def _measured(repo: DataRepository, run: str, skymap: SkyMap, patch: int) -> Table | None:
+def _measured(repo: DataRepository, run: str, skymap: SkyMap, patch: int, digest: str) -> Table | None:
+    """A patch's stored measurement if its info (written last) records the same inputs digest."""
     data_id = {"skymap": skymap.name, "tract": skymap.tract, "patch": patch}
-    if not repo.has("drp_coadd_objects", run=run, **data_id):
+    if not repo.has("drp_coadd_objects_info", run=run, **data_id):
         return None
-    return repo.get("drp_coadd_objects", collections=run, **data_id)  # type: ignore[no-any-return]
+    info = repo.get("drp_coadd_objects_info", collections=run, **data_id)
+    if info.get("digest") != digest or not repo.has("drp_coadd_objects", run=run, **data_id):
+        return None
+    table: Table = repo.get("drp_coadd_objects", collections=run, **data_id)
+    table.meta.update(info)  # the Arrow storage keeps no table metadata
+    return table
 
 
 def _pixel_scale(ccd_rows: list[dict[str, Any]]) -> float:
@@ -390,12 +397,12 @@ def run_release(
         }
         factors: dict[tuple[int, int], float] = {}
         flats: dict[tuple[int, int], tuple[float, ...]] = {}
-        for r in ccd_rows:  # ubercal: per detector-visit factor × the detector's star flat (on a grid)
-            k = (int(r["visitId"]), int(r["detector"]))
+        for row in ccd_rows:  # ubercal: per detector-visit factor × the detector's star flat (on a grid)
+            k = (int(row["visitId"]), int(row["detector"]))
             ccd_id = np.array([ccd_visit_id(*k)], np.int64)
-            f = float(cal.factor(ccd_id)[0])
-            factors[k] = f if np.isfinite(f) and f > 0 else 1.0
-            gx, gy = flat_grid_points((int(r["ySize"]), int(r["xSize"])))
+            f_det = float(cal.factor(ccd_id)[0])
+            factors[k] = f_det if np.isfinite(f_det) and f_det > 0 else 1.0
+            gx, gy = flat_grid_points((int(row["ySize"]), int(row["xSize"])))
             total = cal.factor(np.repeat(ccd_id, len(gx)), gx, gy) / factors[k]
             flats[k] = tuple(float(v) for v in total) if np.all(np.isfinite(total) & (total > 0)) else ()
         plan = plan_coadds(
@@ -446,8 +453,8 @@ def run_release(
         digests = {p: measure_digest(b, settings) for p, b in by_patch.items()}
         patch_tables: dict[int, Table] = {}
         for p, dg in digests.items():
-            prev = _measured(repo, run, skymap, p)
-            if prev is not None and prev.meta.get("digest") == dg:
+            prev = _measured(repo, run, skymap, p, dg)
+            if prev is not None:
                 patch_tables[p] = prev
         todo_p = sorted(p for p in digests if p not in patch_tables)
         report.patches_skipped = len(patch_tables)
@@ -467,7 +474,15 @@ def run_release(
                 report.failures.append(f"measure patch {p}: {tab}")
             else:
                 tab.meta["digest"] = digests[p]
-                _replace(repo, tab, "drp_coadd_objects", run, skymap=skymap.name, tract=skymap.tract, patch=p)
+                pid = {"skymap": skymap.name, "tract": skymap.tract, "patch": p}
+                _replace(repo, tab, "drp_coadd_objects", run, **pid)
+                _replace(
+                    repo,
+                    json.loads(json.dumps(dict(tab.meta), default=_jsonable)),
+                    "drp_coadd_objects_info",
+                    run,
+                    **pid,
+                )
                 patch_tables[p] = tab
                 report.patches_measured += 1
             bar.advance(mtask)
