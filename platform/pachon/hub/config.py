@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -136,11 +137,25 @@ def server_environment(spec: PlatformSpec) -> dict[str, str]:
         env[f"EXTERNAL_{service.name.upper()}_URL"] = f"{base}/services/{service.name}"
         env[f"{service.name.upper()}_ROUTE"] = f"/services/{service.name}"
     env["PACHON_DISCOVERY_URL"] = f"{base}/services/discovery/"
-    # Settings of the platform (catalog URL, limits) follow the hub into every server.
+    # Settings of the platform (catalog URL, limits) follow the hub into every server, but not
+    # what is the platform's own: the hub's settings, the state database (TAP jobs, metrics) and any
+    # URL that carries a password, since every user of the hub can read their server's environment.
     for key, value in os.environ.items():
-        if key.startswith("PACHON_") and not key.startswith("PACHON_HUB__") and key not in env:
+        if key.startswith("PACHON_") and key not in env and not _private_setting(key, value):
             env[key] = value
     return env
+
+
+_URL_WITH_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@\s]*:[^/@\s]*@")
+
+
+def _private_setting(key: str, value: str) -> bool:
+    """Whether a ``PACHON_*`` variable must stay in the platform's processes, out of user servers."""
+    return (
+        key.startswith("PACHON_HUB__")
+        or key == "PACHON_STATE_DB_URL"
+        or bool(_URL_WITH_PASSWORD.match(value))
+    )
 
 
 def _uid_min() -> int:

@@ -176,6 +176,22 @@ def test_server_environment_passes_pachon_settings(tmp_path: Path, monkeypatch: 
     assert not any(k.startswith("PACHON_HUB__") for k in env)
 
 
+def test_server_environment_keeps_platform_secrets_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every user can read their server's environment: no state DB, no URL with a password."""
+    monkeypatch.setenv("PACHON_STATE_DB_URL", "postgresql://pachon@db/state")
+    monkeypatch.setenv("PACHON_BUTLER_REGISTRY_URL", "postgresql://butler:s3cret@db:5432/registry")
+    monkeypatch.setenv("PACHON_KAFKA_BOOTSTRAP", "broker:9092")
+    monkeypatch.setenv("PACHON_TAP__MAX_ROWS", "5000")
+    env = server_environment(load_spec(_spec(tmp_path)))
+    assert "PACHON_STATE_DB_URL" not in env
+    assert "PACHON_BUTLER_REGISTRY_URL" not in env
+    assert not any("s3cret" in v for v in env.values())
+    assert env["PACHON_KAFKA_BOOTSTRAP"] == "broker:9092"
+    assert env["PACHON_TAP__MAX_ROWS"] == "5000"
+
+
 def test_user_add_stores_only_a_bcrypt_hash(tmp_path: Path) -> None:
     import sqlite3
 
