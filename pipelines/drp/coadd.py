@@ -13,14 +13,16 @@ band's visit images that touch the patch, **scaled by the global photometric cal
 (ubercal: a factor per detector-visit times the detector's star flat, sampled on a 9 × 9 grid and
 interpolated bilinearly), are combined by prompt processing's
 :func:`pachon.pipelines.prompt.coadd.coadd`: warped onto the patch, **PSF-matched** (each input
-convolved to 1.02 × the worst input FWHM with a Gaussian kernel), inverse-variance weighted,
-with per-pixel outlier rejection at 5σ against the leave-one-out mean (transients, cosmic rays,
+convolved to 1.02 × the worst input FWHM with a Gaussian kernel), weighted to minimise the point-source flux variance (the module docstring of
+:mod:`pachon.pipelines.prompt.coadd` derives the weights), with per-pixel outlier rejection at 5σ against the leave-one-out mean (transients, cosmic rays,
 satellite trails).
 
 Coadd PSF model (:func:`coadd_psf`, stored as ``drp_coadd_psf`` with the inputs' digest): the
 weighted mean of the inputs' fitted PSF models (``drp_psf``, at the detector centre) each
 convolved with its matching Gaussian — what PSF matching made of each input, weighted as the
-coadder weights them (inverse median variance × the fraction of the patch the input covers),
+coadder weights them (its point-source-optimal weight,
+:func:`~pachon.pipelines.prompt.coadd.matched_white_variance`, × the fraction of the patch the
+input covers),
 as Rubin's ``CoaddPsf`` sums the warped input PSFs. The input PSFs are not rotated onto the
 tract (the simulated visits are north-up within a fraction of a degree).
 
@@ -44,7 +46,7 @@ from scipy import ndimage
 from pachon.core.image import MASK_PLANES, Exposure
 from pachon.core.repo import DataRepository
 from pachon.pipelines.drp.singlevisit import psf_from_dict, psf_to_dict
-from pachon.pipelines.prompt.coadd import CoaddInput, coadd
+from pachon.pipelines.prompt.coadd import CoaddInput, coadd, matched_white_variance
 from pachon.pipelines.prompt.psf import PsfModel
 from pachon.pipelines.prompt.skymap import Patch, SkyMap, design_skymap
 
@@ -83,16 +85,28 @@ class CoaddReport:
         return Table(rows=[[r[n] for n in names] for r in self.patch_rows], names=names)
 
 
-def coadd_depth(image: Exposure) -> float:
-    """Median 5σ point-source depth (AB mag) over the covered pixels: flux₅ = 5 √(4π σ²_PSF · var)."""
+def coadd_depth(image: Exposure, psf: PsfModel | None = None) -> float:
+    """Noise-limited 5σ point-source depth (AB mag) of a coadd: flux₅ = 5 √(PSFNVAR / Σ P²).
+
+    ``PSFNVAR`` (written by :func:`pachon.pipelines.prompt.coadd.coadd`) is the white-noise-equivalent
+    variance that the warp and the matching kernels leave for a PSF fit; P is ``psf``'s normalised
+    image, or a Gaussian of the header's ``PSF_FWHM`` (Σ P² = 1/(4πσ²)). Coadds without ``PSFNVAR``
+    fall back to the median pixel variance, which under-states correlated noise (too deep).
+    """
     var = np.asarray(image.variance, float) if image.variance is not None else None
     if var is None:
         return float("nan")
     covered = ((np.asarray(image.mask) & (1 << MASK_PLANES["NO_DATA"])) == 0) & np.isfinite(var) & (var > 0)
     if not covered.any():
         return float("nan")
-    sigma = float(image.meta.get("PSF_FWHM", np.nan)) / 2.3548
-    flux5 = 5.0 * np.sqrt(4 * np.pi * sigma**2 * np.median(var[covered]))
+    white = float(image.meta.get("PSFNVAR", np.median(var[covered])))
+    if psf is not None:
+        p = np.asarray(psf.image(), float)
+        p2 = float((p**2).sum() / p.sum() ** 2)
+    else:
+        sigma = float(image.meta.get("PSF_FWHM", np.nan)) / 2.3548
+        p2 = 1.0 / (4 * np.pi * sigma**2)
+    flux5 = 5.0 * np.sqrt(white / p2)
     return float(-2.5 * np.log10(flux5) + 31.4)
 
 
@@ -221,6 +235,8 @@ def coadd_quantum(
         items: list[CoaddInput] = []
         weights: list[tuple[PsfModel, float]] = []
         epochs: list[tuple[float, float]] = []
+        pix_var: list[tuple[float, float]] = []  # (median pixel variance, fraction of the patch covered)
+        mjds: list[float] = []
         for v, d, factor, mjd, flat in quantum.inputs:
             image = repo.get("visit_image", visit=v, detector=d, collections=run)
             psf = psf_from_dict(repo.get("drp_psf", visit=v, detector=d, collections=run))
@@ -243,15 +259,20 @@ def coadd_quantum(
                     image.variance = np.where(finite, image.variance, 0.0).astype(np.float32)
             image.data = data
             items.append(CoaddInput(image, psf.fwhm, psf))
+            mjds.append(mjd)
             var = np.asarray(image.variance, float)
             frac = _overlap_fraction(image, big)
-            w = frac / float(np.median(var[var > 0])) if np.any(var > 0) else 0.0
-            weights.append((psf, w))
-            epochs.append((mjd, w))
+            pix_var.append((float(np.median(var[var > 0])) if np.any(var > 0) else np.inf, frac))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = coadd(items, big.wcs, (big.ny, big.nx))
         target = float(result.meta["PSF_FWHM"])
+        for item, (v_i, frac), mjd in zip(items, pix_var, mjds, strict=True):
+            # the coadder's weight (point-source-optimal for the matched inputs) × the patch fraction covered
+            w = frac / matched_white_variance(v_i, item.fwhm, target) if np.isfinite(v_i) else 0.0
+            assert item.psf is not None
+            weights.append((item.psf, w))
+            epochs.append((mjd, w))
         psf_model = coadd_psf([pw for pw in weights if pw[1] > 0] or weights, target)
         wsum = sum(w for _, w in epochs)
         epoch = sum(m * w for m, w in epochs) / wsum if wsum > 0 else float(np.mean([m for m, _ in epochs]))

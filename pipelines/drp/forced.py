@@ -8,6 +8,12 @@ curves need. The Objects are the coadd detections (:mod:`pachon.pipelines.drp.ob
 children of one deblended parent are fitted simultaneously
 (:func:`~pachon.pipelines.drp.measure_coadd.joint_psf_fluxes`), so a close pair's light is not
 counted twice.
+
+The fluxes get the detector-visit's **aperture correction** (:mod:`pachon.pipelines.prompt.apcorr`,
+read back from the visit image's ``APCORR*`` header), as the single-visit ``Source`` fluxes did:
+the PSF model's width errors vary across the detector, and without it ForcedSource fluxes keep
+those gradients (the zero point and the ubercal star flat are fitted to corrected Source fluxes,
+so they do not remove them). Detector-visits without a correction are left as fitted.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from astropy.table import Table
 from pachon.pipelines.drp.measure_coadd import joint_psf_fluxes
 from pachon.pipelines.drp.multivisit import MAS_PER_DEG, parallax_factors
 from pachon.pipelines.drp.singlevisit import psf_from_dict
+from pachon.pipelines.prompt.apcorr import apcorr_from_header
 from pachon.pipelines.prompt.characterize import BAD_BITS, plane_bits
 from pachon.pipelines.prompt.pipeline import open_repo
 
@@ -68,6 +75,10 @@ def forced_quantum(
         parent = np.asarray(objects.get("parentObjectId", np.zeros(len(oid), np.int64)), np.int64)
         groups = np.where(parent > 0, parent, oid)[on]
         flux, flux_err, masked = joint_psf_fluxes(data, var, bad, psf, x[on], y[on], groups)
+        apcorr = apcorr_from_header(image.meta)
+        if apcorr is not None:
+            corr = apcorr(x[on], y[on])
+            flux, flux_err = flux * corr, flux_err * np.abs(corr)
         ix = np.clip(np.round(x[on]).astype(int), 0, nx - 1)
         iy = np.clip(np.round(y[on]).astype(int), 0, ny - 1)
         centre = mask[iy, ix]

@@ -167,7 +167,9 @@ def expected_coadd_depth(
     pixels}`` from the simulator's truth. A visit's PSF-flux variance is ``var · n_eff``; PSF
     matching convolves it to ``match_factor ×`` the worst FWHM, which for Gaussian profiles
     multiplies that variance by ``σ_t² / (2σ_t² − σ_i²)`` (noise correlated by the kernel, flux
-    fitted with the broader PSF). The coadd weights inputs by 1/var, as the coadder does.
+    fitted with the broader PSF). The coadd weights inputs by the inverse of that flux variance
+    (:func:`pachon.pipelines.prompt.coadd.matched_white_variance`), as the coadder does; without
+    PSF matching, by 1/var.
     """
     if not visits:
         return float("nan")
@@ -180,6 +182,7 @@ def expected_coadd_depth(
     else:
         st2, si2 = target**2, fwhm**2
         flux_var = var * moffat_neff(target) * st2 / (2 * st2 - si2)
+        w = 1.0 / flux_var
     sigma = float(np.sqrt(np.sum(w**2 * flux_var)) / np.sum(w))
     return float(-2.5 * np.log10(5 * sigma) + 31.4)
 
