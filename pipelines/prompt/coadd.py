@@ -85,15 +85,30 @@ def _bbox(exposure: Exposure, wcs: WCS, shape: tuple[int, int]) -> tuple[int, in
     return y0, y1, x0, x1
 
 
-def coadd(inputs: list[CoaddInput], wcs: WCS, shape: tuple[int, int], *, clip: float = 5.0) -> Exposure:
-    """Warp, PSF-match and inverse-variance average ``inputs`` onto ``wcs``/``shape``.
+def coadd(
+    inputs: list[CoaddInput],
+    wcs: WCS,
+    shape: tuple[int, int],
+    *,
+    clip: float = 5.0,
+    target_fwhm: float | None = None,
+) -> Exposure:
+    """Warp, PSF-match and optimally average ``inputs`` onto ``wcs``/``shape``.
 
-    Returns an Exposure in nJy whose header has ``PSF_FWHM`` (pixels) and ``NINPUTS``; pixels no input
+    ``target_fwhm`` (pixels) overrides the matched PSF (default 1.02 × the broadest input's), e.g.
+    to give two half-coadds the same PSF; it must not be narrower than any input's. Returns an Exposure in nJy whose header has ``PSF_FWHM`` (pixels) and ``NINPUTS``; pixels no input
     covers carry ``NO_DATA``.
     """
     if not inputs:
         raise ValueError("no inputs to coadd")
     target = max(i.fwhm for i in inputs) * 1.02
+    if target_fwhm is not None:
+        if target_fwhm < max(i.fwhm for i in inputs):
+            raise ValueError(
+                f"target_fwhm {target_fwhm:.2f} px is narrower than the broadest input PSF "
+                f"({max(i.fwhm for i in inputs):.2f} px): PSF matching can only broaden"
+            )
+        target = float(target_fwhm)
     st = target / 2.3548
     num = np.zeros(shape, dtype=np.float64)
     den = np.zeros(shape, dtype=np.float64)
