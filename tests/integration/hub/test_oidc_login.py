@@ -10,15 +10,12 @@ Checks the user name claim, group-based admission (``allowed_groups``), admin ma
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,9 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from fixtures.platform import pachon_up
+
+from pachon.core.alerts.broker import free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,14 +34,6 @@ pytestmark = [
 ]
 
 CLIENT_ID, CLIENT_SECRET = "pachon-hub", "oidc-test-secret-4b1d"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +60,7 @@ def oauth_hub(provider: str) -> Iterator[tuple[str, Path]]:
     """`pachon up` with GenericOAuthenticator on ``provider``; yields (hub URL, repo)."""
     base = Path(tempfile.mkdtemp(prefix="pachon-oidc-"))
     repo, log = base / "repo", base / "up.log"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -86,26 +78,10 @@ def oauth_hub(provider: str) -> Iterator[tuple[str, Path]]:
     }
     subprocess.run([sys.executable, "-m", "pachon.cli", "repo", "create", str(repo)], check=True,
                    capture_output=True, timeout=120, env=env)  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pachon.cli", "up", "--repo", str(repo), "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while "Pachón is up" not in log.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"`pachon up` (OIDC) did not come up:\n{log.read_text()[-5000:]}")
-            time.sleep(0.2)
-        yield url, repo
+        with pachon_up(repo, port, env, log, what=" (OIDC)"):
+            yield url, repo
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
         import shutil
 
         shutil.rmtree(base, ignore_errors=True)

@@ -34,6 +34,9 @@ from typing import Any
 
 import httpx
 import pytest
+from fixtures.platform import pachon_up
+
+from pachon.core.alerts.broker import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -48,14 +51,6 @@ class SystemPlatform:
     log: Path
     users: dict[str, str]
     """name → password of the two signed-up users."""
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _xsrf(client: httpx.Client, path: str) -> str:
@@ -129,27 +124,11 @@ def system_platform(require: Any) -> Iterator[SystemPlatform]:
                    timeout=120, env=env)  # fmt: skip
     subprocess.run([py, "-m", "pachon.cli", "user", "add", ADMIN, "--admin", "--password-stdin", "--repo", str(repo)],
                    input=ADMIN_PASSWORD + "\n", text=True, check=True, capture_output=True, env=env, timeout=120)  # fmt: skip
-    port = _free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [py, "-m", "pachon.cli", "up", "--repo", str(repo), "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
+    port = free_port()
     try:
-        deadline = time.monotonic() + 120
-        while "Pachón is up" not in log.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"`pachon up` (system spawner) did not come up:\n{log.read_text()[-5000:]}")
-            time.sleep(0.2)
-        yield SystemPlatform(f"http://127.0.0.1:{port}", repo, homes, log, users)
+        with pachon_up(repo, port, env, log, python=py, what=" (system spawner)"):
+            yield SystemPlatform(f"http://127.0.0.1:{port}", repo, homes, log, users)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
         for name in (*users, ADMIN):
             _remove_account(name)
         shutil.rmtree(base, ignore_errors=True)
