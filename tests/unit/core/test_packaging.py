@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import site
 import subprocess
 import sys
@@ -97,7 +98,7 @@ def test_wheel_installs_in_fresh_venv_and_imports_everything(tmp_path: Path) -> 
         assert any(n.endswith("/@pachon/lab/package.json") for n in prebuilt), "prebuilt extension missing"
         assert any("/static/" in n for n in prebuilt)
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=False).create(env_dir)
+    venv.EnvBuilder(with_pip=True).create(env_dir)  # ensurepip: pip from the interpreter, no download
     fresh_python = env_dir / "bin" / "python"
     fresh_site = Path(
         subprocess.run(
@@ -107,8 +108,11 @@ def test_wheel_installs_in_fresh_venv_and_imports_everything(tmp_path: Path) -> 
             check=True,
         ).stdout.strip()
     )
+    # A plain `pip install` with the fresh environment's own pip (never ours: pip would treat our editable
+    # install as the one to replace), so the wheel's data files land in <venv>/share/jupyter, where
+    # JupyterLab looks for prebuilt extensions.
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(fresh_site), str(wheels[0])],
+        [str(fresh_python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheels[0])],
         check=True,
         capture_output=True,
     )
@@ -127,3 +131,14 @@ def test_wheel_installs_in_fresh_venv_and_imports_everything(tmp_path: Path) -> 
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().startswith(str(fresh_site)), out.stdout
+    if (REPO_ROOT / "extensions" / "lab" / "labextension" / "package.json").exists():
+        # JupyterLab finds the prebuilt extension from the wheel alone: no `jupyter lab build`.
+        listing = subprocess.run(
+            [str(fresh_python), "-m", "jupyterlab.labextensions", "list"],  # = `jupyter labextension list`
+            cwd=tmp_path, capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        text = re.sub(r"\x1b\[[0-9;]*m", "", listing.stdout + listing.stderr)  # drop colours
+        assert listing.returncode == 0, text
+        line = next((ln for ln in text.splitlines() if "@pachon/lab" in ln), "")
+        assert "enabled" in line and "OK" in line, text
+        assert str(env_dir / "share" / "jupyter" / "labextensions") in text, text
