@@ -328,22 +328,7 @@ def calibrate_for_template(
     """Calibrate one detector of a template visit; the coadd input, or the failure reason."""
     config = PromptConfig.model_validate_json(config_json)
     try:
-        repo = open_repo(repo_path)
-        raw = repo.get("raw", exposure=exposure.id, detector=detector)
-        try:
-            flat = repo.get("flat", detector=detector, physical_filter=f"{exposure.band}_sim")
-        except Exception:
-            flat = None
-        cal = calibrate_detector(
-            raw,
-            refcat=load_refcat(repo_path),
-            band=exposure.band,
-            epoch=Time(exposure.mjd, format="mjd", scale="tai"),
-            visit=exposure.id,
-            detector=detector,
-            flat=flat,
-            config=config,
-        )
+        cal, _ = calibrate_from_repo(repo_path, exposure, detector, config)
         return CoaddInput(cal.visit_image, cal.psf.fwhm, cal.psf)
     except Exception as exc:
         return f"visit {exposure.id} detector {detector}: {type(exc).__name__}: {exc}"
