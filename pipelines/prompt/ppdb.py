@@ -52,6 +52,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pachon.core.catalog import TableInfo, open_catalog
+from pachon.core.catalog.types import votable_to_arrow
 
 __all__ = ["PPDB_SCHEMA", "PPDB_TABLES", "PpdbReport", "apdb_snapshot", "publish_ppdb"]
 
@@ -60,18 +61,6 @@ PPDB_SCHEMA = "ppdb"
 
 PPDB_TABLES = ("DiaObject", "DiaSource", "DiaForcedSource")
 """The APDB tables published, in the order they are loaded."""
-
-_ARROW = {
-    "boolean": pa.bool_(),
-    "unsignedByte": pa.uint8(),
-    "short": pa.int16(),
-    "int": pa.int32(),
-    "long": pa.int64(),
-    "float": pa.float32(),
-    "double": pa.float64(),
-    "char": pa.string(),
-    "unicodeChar": pa.string(),
-}
 
 
 @dataclass
@@ -141,7 +130,7 @@ def _to_arrow(frame: pd.DataFrame, table: TableInfo) -> pa.Table:
         if column.name not in frame.columns:
             continue
         values = frame[column.name]
-        target = pa.timestamp("us") if column.xtype == "timestamp" else _ARROW.get(column.datatype)
+        target = pa.timestamp("us") if column.xtype == "timestamp" else votable_to_arrow(column.datatype)
         if target is None:
             raise ValueError(
                 f"ppdb.{table.name}.{column.name}: VOTable type {column.datatype!r} has no Arrow mapping"

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 
 from pachon.core.catalog.identifiers import ADQL_RESERVED
 from pachon.core.catalog.model import ColumnInfo
+from pachon.core.catalog.types import votable_to_arrow
 
 from .errors import UploadError
 
@@ -60,15 +61,6 @@ _ARROW_TO_VOTABLE: list[tuple[Any, str]] = [
     (pa.types.is_float64, "double"),
     (pa.types.is_decimal, "double"),
 ]
-_NORMAL_TYPES = {
-    "unsignedByte": pa.uint8(),
-    "short": pa.int16(),
-    "int": pa.int32(),
-    "long": pa.int64(),
-    "float": pa.float32(),
-    "double": pa.float64(),
-    "boolean": pa.bool_(),
-}
 
 
 @dataclass(frozen=True)
@@ -302,17 +294,19 @@ def _votable_array(values: Any, fld: Any, *, single: bool = False) -> tuple[pa.A
         items = []
         for v, m in zip(raw, mask.tolist(), strict=False):
             items.append(None if m or v is None else np.ma.filled(np.ma.asarray(v), np.nan).tolist())
-        value_type = _NORMAL_TYPES.get(datatype, pa.float64())
+        value_type = votable_to_arrow(datatype) or pa.float64()
         return pa.array(items, type=pa.list_(value_type)), arraysize or "*"
     if raw.ndim > 1:  # fixed-size arrays, e.g. a point's double[2]
         width = int(np.prod(raw.shape[1:]))
-        flat = pa.array(np.ascontiguousarray(raw).reshape(-1), type=_NORMAL_TYPES.get(datatype, pa.float64()))
+        flat = pa.array(
+            np.ascontiguousarray(raw).reshape(-1), type=votable_to_arrow(datatype) or pa.float64()
+        )
         row_mask = mask.reshape(len(raw), -1).all(axis=1) if mask.ndim > 1 else mask
         array = pa.FixedSizeListArray.from_arrays(
             flat, width, mask=pa.array(row_mask) if row_mask.any() else None
         )
         return array, arraysize
-    arrow_type = _NORMAL_TYPES.get(datatype)
+    arrow_type = votable_to_arrow(datatype)
     if datatype in ("floatComplex", "doubleComplex"):
         raise UploadError(f"complex values ({datatype}) cannot be uploaded", column=fld.name)
     array = pa.array(raw, mask=mask if mask.any() else None, type=arrow_type)

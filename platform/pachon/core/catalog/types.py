@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from pachon.core.catalog.model import ColumnInfo
 
-__all__ = ["arrow_to_votable", "column_sql_type", "size_of"]
+__all__ = ["arrow_to_votable", "column_sql_type", "size_of", "votable_to_arrow"]
 
 _SCALAR_SQL = {
     "boolean": ("BOOLEAN", "boolean"),
@@ -39,6 +39,23 @@ _SCALAR_SQL = {
     "char": ("VARCHAR", "text"),
     "unicodeChar": ("VARCHAR", "text"),
 }
+
+_SCALAR_ARROW = {
+    "boolean": pa.bool_(),
+    "unsignedByte": pa.uint8(),
+    "short": pa.int16(),
+    "int": pa.int32(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "char": pa.string(),
+    "unicodeChar": pa.string(),
+}
+
+
+def votable_to_arrow(datatype: str) -> pa.DataType | None:
+    """The Arrow type of one value of a VOTable ``datatype`` (``char`` → string); None when it has none."""
+    return _SCALAR_ARROW.get(datatype)
 
 
 def arrow_to_votable(dtype: pa.DataType) -> tuple[str, str | None, str | None]:
