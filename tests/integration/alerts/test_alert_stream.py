@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fixtures.kafka import avro_field_types, confluent_read_all
 
 from pachon.core.alerts import AlertArchive, AlertConsumer, AlertProducer, latest_schema
 from pachon.core.alerts.broker import free_port
@@ -17,55 +18,8 @@ from pachon.core.alerts.samples import sample_visit
 pytestmark = pytest.mark.slow
 
 
-def _confluent_consume(
-    bootstrap: str, registry_url: str, topic: str, expected: int, settle: float = 2.0
-) -> list[Any]:
-    """Read a topic from the start with a plain confluent-kafka consumer and the registry's Avro deserializer."""
-    from confluent_kafka import Consumer
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-    from confluent_kafka.schema_registry.avro import AvroDeserializer
-    from confluent_kafka.serialization import MessageField, SerializationContext
-
-    deserializer = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"pytest-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    out: list[Any] = []
-    deadline = time.monotonic() + 40
-    settle_until: float | None = None
-    try:
-        while time.monotonic() < deadline:
-            if settle_until is None and len(out) >= expected:
-                settle_until = time.monotonic() + settle  # keep listening: duplicates would show up here
-            if settle_until is not None and time.monotonic() > settle_until:
-                break
-            msg = consumer.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            value = deserializer(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE))
-            out.append((msg, value))
-    finally:
-        consumer.close()
-    return out
-
-
-def _field_types(record: str) -> dict[str, str]:
-    types = {}
-    for fld in latest_schema().record(record)["fields"]:
-        t = fld["type"]
-        types[fld["name"]] = next(m for m in t if m != "null") if isinstance(t, list) else t
-    return types
-
-
 def _assert_row_equal(decoded: dict[str, Any], row: dict[str, Any], record: str) -> None:
-    for name, avro_type in _field_types(record).items():
+    for name, avro_type in avro_field_types(record).items():
         expected = row.get(name)
         if expected is None:
             continue
@@ -87,7 +41,7 @@ def test_confluent_consumer_receives_every_alert_once_with_the_rows_fields(
     rerun = producer.publish(sample_visit(30, history=3, detector=5).alerts())
     assert rerun.delivered == 0 and len(rerun.skipped) == 30 and rerun.archived == 0
 
-    received = _confluent_consume(kafka_broker.bootstrap, kafka_broker.registry_url, fresh_topic, expected=30)
+    received = confluent_read_all(kafka_broker.bootstrap, kafka_broker.registry_url, fresh_topic, expected=30)
     ids = [value["diaSourceId"] for _, value in received]
     assert sorted(ids) == sorted(src["diaSourceId"] for src in visit.dia_sources)
     assert len(ids) == len(set(ids)) == 30

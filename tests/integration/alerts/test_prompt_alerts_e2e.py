@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy
+from fixtures.kafka import avro_field_types, confluent_read_all
 
 from pachon.core.alerts import AlertConsumer, latest_schema
 
@@ -36,18 +37,10 @@ def _apdb_tables(path: Any) -> dict[str, pd.DataFrame]:
         engine.dispose()
 
 
-def _field_types(record: str) -> dict[str, str]:
-    types = {}
-    for fld in latest_schema().record(record)["fields"]:
-        t = fld["type"]
-        types[fld["name"]] = next(m for m in t if m != "null") if isinstance(t, list) else t
-    return types
-
-
 def _assert_row_equal(decoded: dict[str, Any], row: pd.Series, record: str) -> int:
     """Every field the APDB row has a value for equals the decoded alert's; returns how many were compared."""
     compared = 0
-    for name, avro_type in _field_types(record).items():
+    for name, avro_type in avro_field_types(record).items():
         if name not in row.index:
             continue
         expected = row[name]
@@ -68,45 +61,6 @@ def _assert_row_equal(decoded: dict[str, Any], row: pd.Series, record: str) -> i
     return compared
 
 
-def _confluent_read_all(
-    bootstrap: str, registry_url: str, topic: str, expected: int
-) -> list[tuple[Any, Any]]:
-    from confluent_kafka import Consumer
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-    from confluent_kafka.schema_registry.avro import AvroDeserializer
-    from confluent_kafka.serialization import MessageField, SerializationContext
-
-    deserializer = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"pytest-e2e-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    out: list[tuple[Any, Any]] = []
-    deadline = time.monotonic() + 60
-    settle_until: float | None = None
-    try:
-        while time.monotonic() < deadline:
-            if settle_until is None and len(out) >= expected:
-                settle_until = time.monotonic() + 3.0  # keep listening: duplicates would arrive now
-            if settle_until is not None and time.monotonic() > settle_until:
-                break
-            msg = consumer.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            out.append(
-                (msg, deserializer(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE)))
-            )
-    finally:
-        consumer.close()
-    return out
-
-
 def test_every_alert_of_the_visits_reaches_a_confluent_consumer_once_with_the_apdb_rows(
     live_prompt_run: Any,
 ) -> None:
@@ -115,9 +69,10 @@ def test_every_alert_of_the_visits_reaches_a_confluent_consumer_once_with_the_ap
     sources = apdb["DiaSource"]
     assert set(sources["visit"]) == set(run.visits), "both visits should have associated DiaSources"
     supervisor = run.supervisor
-    received = _confluent_read_all(
-        supervisor.bootstrap, supervisor.registry_url, supervisor.topic, expected=len(sources)
-    )
+    received = confluent_read_all(
+        supervisor.bootstrap, supervisor.registry_url, supervisor.topic, expected=len(sources),
+        settle=3.0, timeout=60.0, group_prefix="pytest-e2e",
+    )  # fmt: skip
     ids = [value["diaSourceId"] for _, value in received]
     assert len(ids) == len(set(ids)), "an alert was delivered twice"
     assert sorted(ids) == sorted(sources["diaSourceId"].tolist()), "alerts ≠ the APDB's DiaSources"

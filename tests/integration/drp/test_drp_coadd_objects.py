@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from astropy.table import Table
+from fixtures.drp import catalog_rows
 from scipy.spatial import cKDTree
 
 pytestmark = pytest.mark.slow
@@ -182,26 +183,12 @@ def test_rerun_skips_every_quantum_and_is_idempotent(products: dict[str, Any], d
     assert report.n_objects == first.n_objects and report.n_forced == first.n_forced
     objects = repo.butler.get("drp_object_table", instrument="Pachon", collections=RUN)
     assert np.array_equal(np.asarray(objects["objectId"]), np.asarray(products["objects"]["objectId"]))
-    assert _adql(report.catalog_url, "SELECT COUNT(*) FROM dp1.Object")[0][0] == first.n_objects
-    assert _adql(report.catalog_url, "SELECT COUNT(*) FROM dp1.ForcedSource")[0][0] == first.n_forced
-
-
-def _adql(url: str, adql: str) -> list[tuple[Any, ...]]:
-    from pachon.core.catalog import open_catalog
-    from pachon.services.tap.adql.resolver import SimpleResolver
-    from pachon.services.tap.adql.translate import translate
-
-    cat = open_catalog(url, read_only=True)
-    try:
-        sql = translate(adql, "duckdb", SimpleResolver(cat.tables())).sql
-        with cat.connection() as conn:
-            return list(conn.execute(sql).fetchall())
-    finally:
-        cat.close()
+    assert catalog_rows(report.catalog_url, "SELECT COUNT(*) FROM dp1.Object")[0][0] == first.n_objects
+    assert catalog_rows(report.catalog_url, "SELECT COUNT(*) FROM dp1.ForcedSource")[0][0] == first.n_forced
 
 
 def test_catalog_serves_coadd_columns(products: dict[str, Any]) -> None:
-    rows = _adql(
+    rows = catalog_rows(
         products["report"].catalog_url,
         "SELECT TOP 3 o.objectId, o.tract, o.patch, o.r_cModelFlux, o.r_kronFlux, o.shape_xx, "
         "o.refExtendedness, COUNT(*) AS n FROM dp1.Object AS o JOIN dp1.ForcedSource AS f "
@@ -212,5 +199,5 @@ def test_catalog_serves_coadd_columns(products: dict[str, Any]) -> None:
     assert len(rows) == 3
     for _oid, tract, patch, cm, kron, sxx, _ext, n in rows:
         assert tract == 0 and patch >= 0 and cm > 0 and kron > 0 and sxx > 0 and n >= 10
-    prov = dict(_adql(products["report"].catalog_url, "SELECT key, value FROM dp1.Provenance"))
+    prov = dict(catalog_rows(products["report"].catalog_url, "SELECT key, value FROM dp1.Provenance"))
     assert "coadd" in prov["objects_from"]

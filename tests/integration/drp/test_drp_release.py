@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fixtures.drp import catalog_rows
 
 pytestmark = pytest.mark.slow
 
@@ -21,20 +22,6 @@ pytestmark = pytest.mark.slow
 def release(drp_release: Any) -> tuple[Path, Any]:
     """The session's ``tiny`` release (tests/fixtures/drp.py), shared with the coadd-Object tests."""
     return drp_release.path, drp_release.report
-
-
-def _query(url: str, adql: str) -> list[tuple[Any, ...]]:
-    from pachon.core.catalog import open_catalog
-    from pachon.services.tap.adql.resolver import SimpleResolver
-    from pachon.services.tap.adql.translate import translate
-
-    cat = open_catalog(url, read_only=True)
-    try:
-        sql = translate(adql, "duckdb", SimpleResolver(cat.tables())).sql
-        with cat.connection() as conn:
-            return list(conn.execute(sql).fetchall())
-    finally:
-        cat.close()
 
 
 def test_release_processes_every_visit(release: tuple[Path, Any]) -> None:
@@ -81,19 +68,19 @@ def test_deep_coadds_cover_every_band(release: tuple[Path, Any]) -> None:
 def test_catalog_serves_release_through_adql(release: tuple[Path, Any]) -> None:
     _, report = release
     url = report.catalog_url
-    assert _query(url, "SELECT COUNT(*) FROM dp1.Object")[0][0] == report.n_objects
-    assert _query(url, "SELECT COUNT(*) FROM dp1.ForcedSource")[0][0] == report.n_forced
-    visits = _query(url, "SELECT visit, band, expMidptMJD FROM dp1.Visit ORDER BY visit")
+    assert catalog_rows(url, "SELECT COUNT(*) FROM dp1.Object")[0][0] == report.n_objects
+    assert catalog_rows(url, "SELECT COUNT(*) FROM dp1.ForcedSource")[0][0] == report.n_forced
+    visits = catalog_rows(url, "SELECT visit, band, expMidptMJD FROM dp1.Visit ORDER BY visit")
     assert len(visits) == 20 and all(b in "gri" for _, b, _ in visits)
-    rows = _query(
+    rows = catalog_rows(
         url,
         "SELECT TOP 5 objectId, coord_ra, r_psfFlux, pmRa, parallaxErr FROM dp1.Object "
         "WHERE r_psfFlux > 10000 AND pmRa IS NOT NULL ORDER BY r_psfFlux DESC",
     )
     assert len(rows) == 5 and all(r[4] > 0 for r in rows)
-    patches = _query(url, "SELECT lsst_patch, s_ra, s_dec, s_region FROM dp1.CoaddPatches")
+    patches = catalog_rows(url, "SELECT lsst_patch, s_ra, s_dec, s_region FROM dp1.CoaddPatches")
     assert len(patches) >= 2 and all(r[3].startswith("POLYGON ICRS") for r in patches)
-    prov = dict(_query(url, "SELECT key, value FROM dp1.Provenance"))
+    prov = dict(catalog_rows(url, "SELECT key, value FROM dp1.Provenance"))
     assert prov["release"] == "dp1" and prov["butler_run"] == "Pachon/runs/dp1"
 
 
@@ -117,9 +104,9 @@ def test_reload_is_idempotent_and_second_release_keeps_first(release: tuple[Path
     url = report.catalog_url
     load_release(repo, "dp2", objects, empty_src, forced, visits, ccd, config=DrpConfig(), catalog_url=url)
     load_release(repo, "dp2", objects, empty_src, forced, visits, ccd, config=DrpConfig(), catalog_url=url)
-    assert _query(url, "SELECT COUNT(*) FROM dp2.Object")[0][0] == len(objects)  # not doubled
-    assert _query(url, "SELECT COUNT(*) FROM dp1.Object")[0][0] == report.n_objects
-    assert _query(url, "SELECT COUNT(*) FROM dp1.Source")[0][0] == report.n_sources
+    assert catalog_rows(url, "SELECT COUNT(*) FROM dp2.Object")[0][0] == len(objects)  # not doubled
+    assert catalog_rows(url, "SELECT COUNT(*) FROM dp1.Object")[0][0] == report.n_objects
+    assert catalog_rows(url, "SELECT COUNT(*) FROM dp1.Source")[0][0] == report.n_sources
 
 
 def test_metrics_store_and_cli(release: tuple[Path, Any], tmp_path: Path) -> None:
@@ -171,7 +158,7 @@ def test_light_curve_of_truth_variables(release: tuple[Path, Any]) -> None:
         if row["var_type"] != "RRLyrae" or s["mag_r"] > 21.5:
             continue
         d = 0.5 / 3600
-        rows = _query(
+        rows = catalog_rows(
             report.catalog_url,
             "SELECT f.band, f.psfFlux, f.psfFluxErr, v.expMidptMJD FROM dp1.ForcedSource AS f "
             "JOIN dp1.Object AS o ON f.objectId = o.objectId JOIN dp1.Visit AS v ON v.visit = f.visit "

@@ -15,23 +15,16 @@ import uuid
 
 import httpx
 import pytest
-from fixtures.platform import ADMIN, ADMIN_PASSWORD, RunningPlatform
+from fixtures.platform import ADMIN, ADMIN_PASSWORD, RunningPlatform, xsrf_token
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 QUERY = "SELECT TOP 3 table_name FROM TAP_SCHEMA.tables"
 
 
-def _xsrf(client: httpx.Client, url: str) -> str:
-    page = client.get(url)
-    match = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
-    assert match, f"no _xsrf field on {url}: HTTP {page.status_code}"
-    return match.group(1)
-
-
 def _login(platform: RunningPlatform, name: str, password: str) -> httpx.Client:
     client = httpx.Client(base_url=platform.url, follow_redirects=True, timeout=30)
-    xsrf = _xsrf(client, "/hub/login")
+    xsrf = xsrf_token(client, "/hub/login")
     response = client.post("/hub/login", data={"username": name, "password": password, "_xsrf": xsrf})
     assert response.status_code == 200, response.text[:500]
     return client
@@ -39,7 +32,7 @@ def _login(platform: RunningPlatform, name: str, password: str) -> httpx.Client:
 
 def _signup(platform: RunningPlatform, name: str, password: str) -> None:
     with httpx.Client(base_url=platform.url, follow_redirects=True, timeout=30) as client:
-        xsrf = _xsrf(client, "/hub/signup")
+        xsrf = xsrf_token(client, "/hub/signup")
         response = client.post(
             "/hub/signup",
             data={
@@ -167,7 +160,7 @@ def test_signup_needs_approval_and_passwords_are_never_logged(running_platform: 
     _signup(running_platform, name, password)
     # Not approved yet: login fails.
     with httpx.Client(base_url=running_platform.url, follow_redirects=True, timeout=30) as client:
-        xsrf = _xsrf(client, "/hub/login")
+        xsrf = xsrf_token(client, "/hub/login")
         response = client.post("/hub/login", data={"username": name, "password": password, "_xsrf": xsrf})
         assert "not been authorized" in response.text or "/hub/login" in str(response.url)
     # The admin approves (the page NativeAuthenticator serves at /hub/authorize/<name>).

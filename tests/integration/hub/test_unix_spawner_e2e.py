@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import pwd
-import re
 import shutil
 import signal
 import subprocess
@@ -34,7 +33,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fixtures.platform import pachon_up
+from fixtures.platform import pachon_up, xsrf_token
 
 from pachon.core.alerts.broker import free_port
 
@@ -53,18 +52,11 @@ class SystemPlatform:
     """name → password of the two signed-up users."""
 
 
-def _xsrf(client: httpx.Client, path: str) -> str:
-    page = client.get(path)
-    match = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
-    assert match, f"no _xsrf field on {path}: HTTP {page.status_code}"
-    return match.group(1)
-
-
 def _login(url: str, name: str, password: str) -> httpx.Client:
     """A logged-in browser-like client; the redirect after login (which would spawn) is not followed."""
     client = httpx.Client(base_url=url, timeout=60)
     response = client.post(
-        "/hub/login", data={"username": name, "password": password, "_xsrf": _xsrf(client, "/hub/login")}
+        "/hub/login", data={"username": name, "password": password, "_xsrf": xsrf_token(client, "/hub/login")}
     )
     assert response.status_code == 302, response.text[:300]
     return client
@@ -75,7 +67,7 @@ def _signup(url: str, name: str, password: str) -> None:
         response = client.post(
             "/hub/signup",
             data={"username": name, "signup_password": password, "signup_password_confirmation": password,
-                  "_xsrf": _xsrf(client, "/hub/signup")},
+                  "_xsrf": xsrf_token(client, "/hub/signup")},
         )  # fmt: skip
         assert response.status_code == 200 and "information has been sent to the admin" in response.text
 
