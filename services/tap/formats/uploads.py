@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from pachon.core.catalog.identifiers import ADQL_RESERVED
 from pachon.core.catalog.model import ColumnInfo
-from pachon.core.catalog.types import votable_to_arrow
+from pachon.core.catalog.types import arrow_to_votable, votable_to_arrow
 
 from .errors import UploadError
 
@@ -45,22 +45,6 @@ _REGULAR = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # named like one is a delimited identifier.
 ADQL_RESERVED_WORDS = ADQL_RESERVED
 """Words that cannot be used as regular identifiers in ADQL 2.1 (upper case)."""
-
-_ARROW_TO_VOTABLE: list[tuple[Any, str]] = [
-    (pa.types.is_boolean, "boolean"),
-    (pa.types.is_uint8, "unsignedByte"),
-    (pa.types.is_int8, "short"),
-    (pa.types.is_int16, "short"),
-    (pa.types.is_uint16, "int"),
-    (pa.types.is_int32, "int"),
-    (pa.types.is_uint32, "long"),
-    (pa.types.is_int64, "long"),
-    (pa.types.is_uint64, "long"),
-    (pa.types.is_float16, "float"),
-    (pa.types.is_float32, "float"),
-    (pa.types.is_float64, "double"),
-    (pa.types.is_decimal, "double"),
-]
 
 
 @dataclass(frozen=True)
@@ -383,9 +367,10 @@ def _arrow_column(field: pa.Field, array: pa.ChunkedArray, index: int) -> tuple[
 
 
 def _votable_type(typ: pa.DataType, name: str) -> str:
-    for test, datatype in _ARROW_TO_VOTABLE:
-        if test(typ):
-            return datatype
+    """The VOTable datatype of a scalar Arrow type (numbers and booleans; the catalog layer's one mapping)."""
+    scalar = pa.types.is_boolean(typ) or pa.types.is_integer(typ) or pa.types.is_floating(typ)
+    if scalar or pa.types.is_decimal(typ):
+        return arrow_to_votable(typ)[0]
     raise UploadError(
         f"values of Arrow type {typ} cannot be uploaded; use numbers, text, booleans or times", column=name
     )
