@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +100,8 @@ class DrpReport:
     skipped: int = 0
     failures: list[str] = field(default_factory=list)
     step_seconds: dict[str, float] = field(default_factory=dict)
+    step_peak_rss_mib: dict[str, float] = field(default_factory=dict)
+    step_peak_worker_rss_mib: dict[str, float] = field(default_factory=dict)
     quantum_step_seconds: dict[str, float] = field(default_factory=dict)
     n_objects: int = 0
     n_sources: int = 0
@@ -124,6 +126,67 @@ class DrpReport:
 
 
 Mapper = Callable[..., Iterator[Any]]
+
+
+class _MemoryMeter:
+    """Peak resident memory of this process and its children (the local Dask workers) per step.
+
+    A daemon thread sums the RSS of the process tree every ``interval`` seconds; :meth:`take`
+    returns the peaks since the previous call (the whole tree, and the largest single child, i.e.
+    one worker's peak while it processed that step's quanta) and starts a new period. Workers of
+    a remote scheduler are not children, so only the driver is measured then.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        import threading
+
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._peak = 0
+        self._peak_child = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="drp-memory-meter", daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        try:
+            me = psutil.Process()
+            total = me.memory_info().rss
+            child_max = 0
+            for child in me.children(recursive=True):
+                try:
+                    rss = child.memory_info().rss
+                except psutil.Error:  # exited between listing and reading
+                    continue
+                total += rss
+                child_max = max(child_max, rss)
+        except psutil.Error:
+            return
+        with self._lock:
+            self._peak = max(self._peak, total)
+            self._peak_child = max(self._peak_child, child_max)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> _MemoryMeter:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def take(self) -> tuple[float, float]:
+        """(peak tree RSS, peak single-child RSS) in MiB since the last call; resets both."""
+        self._sample()
+        with self._lock:
+            out = (self._peak / 2**20, self._peak_child / 2**20)
+            self._peak = self._peak_child = 0
+        return round(out[0], 1), round(out[1], 1)
 
 
 @contextmanager
@@ -262,6 +325,7 @@ def run_release(
     scheduler: str | None = None,
     show_progress: bool = True,
     compute_metrics: bool = True,
+    visits: Collection[int] | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> DrpReport:
     """Process every visit of ``repo_path`` into release ``release`` and load it into the catalog.
@@ -276,6 +340,9 @@ def run_release(
         Dask worker processes for the per-detector steps (1 runs in-process).
     catalog_url, state_url
         Catalog and state databases (default: the repo's ``catalog/`` folder and state SQLite).
+    visits
+        Process only these exposure IDs (default: every visit with raws), e.g. for the scaling
+        benchmark's partial releases.
 
     Examples
     --------
@@ -283,6 +350,30 @@ def run_release(
     >>> report = run_release("demo/repo", "dp1", workers=2)   # doctest: +SKIP
     >>> report.metrics["AM1"]                                  # doctest: +SKIP
     """
+    with _MemoryMeter() as meter:
+        return _run_release(
+            repo_path, release, workers=workers, config=config, catalog_url=catalog_url,
+            state_url=state_url, scheduler=scheduler, show_progress=show_progress,
+            compute_metrics=compute_metrics, visits=visits, log=log, meter=meter,
+        )  # fmt: skip
+
+
+def _run_release(
+    repo_path: str | Path,
+    release: str = "dp1",
+    *,
+    workers: int = 1,
+    config: DrpConfig | None = None,
+    catalog_url: str | None = None,
+    state_url: str | None = None,
+    scheduler: str | None = None,
+    show_progress: bool = True,
+    compute_metrics: bool = True,
+    visits: Collection[int] | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+    meter: _MemoryMeter,
+) -> DrpReport:
+    """The body of :func:`run_release`, with ``meter`` recording each step's peak memory."""
     t_start = time.perf_counter()
     config = config or DrpConfig()
     path = str(Path(repo_path).resolve())
@@ -296,6 +387,11 @@ def run_release(
         raise FileNotFoundError(
             f"{path}: no raw exposures; simulate or ingest raws first (`pachon simulate`)"
         )
+    if visits is not None:
+        wanted = {int(v) for v in visits}
+        exposures = [e for e in exposures if e.id in wanted]
+        if missing := sorted(wanted - {e.id for e in exposures}):
+            raise FileNotFoundError(f"{path}: no raws for visits {missing[:10]}")
     by_id = {e.id: e for e in exposures}
     quanta = [(e, d) for e in exposures for d in detectors_of(repo, e.id)]
     done = _existing_quanta(repo, run)
@@ -333,6 +429,7 @@ def run_release(
                 report.failures.append(f"visit {res.visit} detector {res.detector}: {res.reason}")
             bar.advance(task)
         report.step_seconds["single_visit"] = time.perf_counter() - t0
+        _step_memory(report, meter, "single_visit")
 
         # ---------------------------------------------------------------- 2. multi-visit solution
         t0 = time.perf_counter()
@@ -353,6 +450,7 @@ def run_release(
             ccd_rows.append(_ccd_row(image, by_id[v], d))
             images_meta[(v, d)] = by_id[v].mjd
         report.step_seconds["read_sources"] = time.perf_counter() - t0
+        _step_memory(report, meter, "read_sources")
 
         t0 = time.perf_counter()
         group = associate(sources, config)
@@ -365,12 +463,14 @@ def run_release(
         extendedness = ext_sum / np.maximum(counts, 1)
         extended = extendedness > config.extendedness_threshold
         report.step_seconds["associate"] = time.perf_counter() - t0
+        _step_memory(report, meter, "associate")
 
         t0 = time.perf_counter()
         refcat = load_refcat(path)
         astro = fit_astrometry_global(sources, group, config, refcat=refcat, extended=extended)
         report.noise_floor_mas = astro.noise_floor_mas
         report.step_seconds["astrometry"] = time.perf_counter() - t0
+        _step_memory(report, meter, "astrometry")
 
         t0 = time.perf_counter()
         cal = ubercal(sources, group, config, extended=extended, refcat=refcat)
@@ -381,6 +481,7 @@ def run_release(
             np.asarray(sources["y"], float),
         )
         report.step_seconds["ubercal"] = time.perf_counter() - t0
+        _step_memory(report, meter, "ubercal")
 
         # ---------------------------------------------------------------- 3. deep coadds
         t0 = time.perf_counter()
@@ -437,6 +538,7 @@ def run_release(
         creport.patch_rows = [patch_row(skymap, patches[p]) for p in sorted({q.patch for q in ok_quanta})]
         report.coadds_built, report.coadds_skipped = creport.built, creport.skipped
         report.step_seconds["coadd"] = time.perf_counter() - t0
+        _step_memory(report, meter, "coadd")
 
         # ---------------------------------------------------------------- 4. detection and measurement
         t0 = time.perf_counter()
@@ -496,6 +598,7 @@ def run_release(
             finite = [float(d) for d in depths if d is not None and np.isfinite(d)]
             creport.depth[band] = float(np.median(finite)) if finite else float("nan")
         report.step_seconds["measure"] = time.perf_counter() - t0
+        _step_memory(report, meter, "measure")
 
         # ---------------------------------------------------------------- 5. Objects: join the astrometry
         t0 = time.perf_counter()
@@ -510,6 +613,7 @@ def run_release(
         ref_band = config.ref_band if f"{config.ref_band}_psfFlux" in coadd_cat.colnames else "i"
         objects = coadd_object_table(coadd_cat, astro, star, ref_band, scale)
         report.step_seconds["objects"] = time.perf_counter() - t0
+        _step_memory(report, meter, "objects")
 
         # ---------------------------------------------------------------- 6. forced photometry
         t0 = time.perf_counter()
@@ -562,12 +666,17 @@ def run_release(
         if len(forced):
             forced.sort(["objectId", "visit"])
         report.step_seconds["forced"] = time.perf_counter() - t0
+        _step_memory(report, meter, "forced")
 
     # ---------------------------------------------------------------- 7. tables
     t0 = time.perf_counter()
     source_tab = source_table(sources, group, astro, src_factor)
     source_tab["objectId"] = np.where(group >= 0, group_object[np.clip(group, 0, None)], -1)  # for metrics
-    records = list(repo.butler.registry.queryDimensionRecords("exposure", instrument=INSTRUMENT))
+    records = [
+        r
+        for r in repo.butler.registry.queryDimensionRecords("exposure", instrument=INSTRUMENT)
+        if int(r.id) in by_id
+    ]
     visits = visit_table(records, {e.id: e.mjd for e in exposures})
     ccd = ccd_visit_table(ccd_rows)
     report.n_objects, report.n_sources, report.n_forced, report.n_visits = (
@@ -582,6 +691,7 @@ def run_release(
     coadd_depth = dict(creport.depth)
     coadd_patches: Table | None = creport.coadd_patches_table()
     report.step_seconds["tables"] = time.perf_counter() - t0
+    _step_memory(report, meter, "tables")
 
     # ---------------------------------------------------------------- 5. catalog
     t0 = time.perf_counter()
@@ -592,6 +702,7 @@ def run_release(
         coadd_patches=coadd_patches,
     )  # fmt: skip
     report.step_seconds["catalog"] = time.perf_counter() - t0
+    _step_memory(report, meter, "catalog")
 
     # ---------------------------------------------------------------- 6. metrics
     if compute_metrics:
@@ -607,6 +718,7 @@ def run_release(
                 "of PSF fluxes at random source-free positions (includes correlated noise)",
             )  # fmt: skip
         report.step_seconds["metrics"] = time.perf_counter() - t0
+        _step_memory(report, meter, "metrics")
         report.metric_run_id = store_metrics(
             report.metrics,
             pipeline="drp",
@@ -615,12 +727,18 @@ def run_release(
             state_url=state_url or _default_state_url(path),
         )
     report.step_seconds["total"] = time.perf_counter() - t_start
+    for peaks in (report.step_peak_rss_mib, report.step_peak_worker_rss_mib):
+        peaks["total"] = max(peaks.values(), default=0.0)
     summary = report.to_dict() | {"config": json.loads(config.model_dump_json()), "code_version": __version__}
     _replace(repo, json.loads(json.dumps(summary, default=_jsonable)), "drp_summary", run)
     log(
         f"{release}: {report.n_objects} objects, {report.n_forced} forced sources in {report.step_seconds['total']:.1f} s"
     )
     return report
+
+
+def _step_memory(report: DrpReport, meter: _MemoryMeter, step: str) -> None:
+    report.step_peak_rss_mib[step], report.step_peak_worker_rss_mib[step] = meter.take()
 
 
 def _jsonable(value: Any) -> Any:
