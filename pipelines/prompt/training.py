@@ -28,7 +28,7 @@ from pachon.pipelines.prompt.realbogus import RealBogusModel, train_real_bogus
 
 _UNUSABLE = (1 << MASK_PLANES["NO_DATA"]) | (1 << MASK_PLANES["BAD"]) | (1 << MASK_PLANES["SAT"])
 
-__all__ = ["FakeInjector", "label_dia_sources", "train_from_truth"]
+__all__ = ["FakeInjector", "ambiguous_near_fakes", "label_dia_sources", "train_from_truth"]
 
 
 @dataclass
@@ -170,6 +170,26 @@ def label_dia_sources(
             ).query(xy)
             real |= d < radius_px
     return real
+
+
+def ambiguous_near_fakes(
+    dia: Table, fakes: Table | None, labels: np.ndarray, *, reach_fwhm: float = 3.0, fwhm: float = 4.0
+) -> np.ndarray:
+    """True for unmatched DIA sources within ``reach_fwhm`` FWHM (plus half a trail) of an injected fake.
+
+    A fake on a bright host, or a bright one anywhere, can leave pieces outside the match radius (its
+    centroid pulled off by the host's residual, a fragment of its footprint, a kernel stamp it spoiled):
+    neither a clean real nor a clean bogus example. Labelled bogus they taught the classifier to reject
+    real changes on galaxy cores, so training leaves them out.
+    """
+    out = np.zeros(len(dia), dtype=bool)
+    if fakes is None or not len(fakes) or not len(dia):
+        return out
+    trail = np.asarray(fakes["trail"], float) if "trail" in fakes.colnames else np.zeros(len(fakes))
+    d, k = cKDTree(np.column_stack([np.asarray(fakes["x"]), np.asarray(fakes["y"])])).query(
+        np.column_stack([np.asarray(dia["x"]), np.asarray(dia["y"])])
+    )
+    return (d < reach_fwhm * fwhm + trail[k] / 2) & ~np.asarray(labels, bool)
 
 
 def _training_job(args: tuple[str, Any, int, str, int]) -> Table | str:
