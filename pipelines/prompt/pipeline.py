@@ -13,6 +13,8 @@ associates the visit's DiaSources in the APDB, makes alerts, and stores a per-vi
 from __future__ import annotations
 
 import functools
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -36,10 +38,13 @@ from pachon.pipelines.prompt.realbogus import RealBogusModel
 from pachon.pipelines.prompt.skymap import design_skymap
 from pachon.pipelines.prompt.subtract import subtract
 from pachon.pipelines.prompt.templates import (
+    SpilledInput,
     TemplateReport,
     choose_template_visits,
-    coadd_patches,
+    coadd_patch,
     load_template_patches,
+    plan_patches,
+    spill_input,
     template_for_detector,
 )
 
@@ -323,13 +328,20 @@ def process_detector(
 
 
 def calibrate_for_template(
-    repo_path: str, exposure: ExposureInfo, detector: int, config_json: str
-) -> CoaddInput | str:
-    """Calibrate one detector of a template visit; the coadd input, or the failure reason."""
+    repo_path: str, exposure: ExposureInfo, detector: int, config_json: str, scratch: str | None = None
+) -> CoaddInput | SpilledInput | str:
+    """Calibrate one detector of a template visit; the coadd input, or the failure reason.
+
+    With ``scratch`` (a directory), the calibrated planes are written there and only a
+    :class:`SpilledInput` handle is returned, so a worker never ships the image to the parent.
+    """
     config = PromptConfig.model_validate_json(config_json)
     try:
         cal, _ = calibrate_from_repo(repo_path, exposure, detector, config)
-        return CoaddInput(cal.visit_image, cal.psf.fwhm, cal.psf)
+        item = CoaddInput(cal.visit_image, cal.psf.fwhm, cal.psf)
+        if scratch is None:
+            return item
+        return spill_input(item, Path(scratch) / f"{exposure.id}_{detector}")
     except Exception as exc:
         return f"visit {exposure.id} detector {detector}: {type(exc).__name__}: {exc}"
 
@@ -398,39 +410,59 @@ def build_templates(
     report = TemplateReport(skymap=skymap.name, visits=chosen)
     mapper = map_fn or map
     config_json = config.model_dump_json()
+    # the parent holds footprints only: workers spill calibrated inputs to scratch, coadd patches from
+    # there, and each patch is written as soon as it comes back (memory bounded on any number of visits)
+    scratch_root = Path(path) / ".scratch"
     for band, visit_ids in chosen.items():
         jobs = [(by_id[v], det) for v in visit_ids for det in detectors_of(repo, v)]
         log(f"template {band}: calibrating {len(jobs)} detector-visits from visits {visit_ids}")
-        results = list(
-            mapper(
-                calibrate_for_template,
-                [path] * len(jobs),
-                [j[0] for j in jobs],
-                [j[1] for j in jobs],
-                [config_json] * len(jobs),
-            )
-        )
-        inputs = [r for r in results if isinstance(r, CoaddInput)]
-        report.failures.extend(r for r in results if isinstance(r, str))
-        if not inputs:
-            report.failures.append(f"band {band}: no calibrated inputs, no template")
-            continue
-        made = coadd_patches(skymap, band, inputs)
-        for patch_id, tmpl in made:
-            data_id: dict[str, Any] = {
-                "skymap": skymap.name,
-                "tract": skymap.tract,
-                "patch": patch_id,
-                "band": band,
-            }
-            if repo.has("template_coadd", run=COLLECTIONS["templates"], **data_id):
-                ref = repo.butler.find_dataset(
-                    "template_coadd", data_id, collections=COLLECTIONS["templates"]
+        scratch_root.mkdir(exist_ok=True)
+        scratch = tempfile.mkdtemp(prefix=f"template-{band}-", dir=scratch_root)
+        try:
+            results = list(
+                mapper(
+                    calibrate_for_template,
+                    [path] * len(jobs),
+                    [j[0] for j in jobs],
+                    [j[1] for j in jobs],
+                    [config_json] * len(jobs),
+                    [scratch] * len(jobs),
                 )
-                if ref is not None:
-                    repo.butler.pruneDatasets([ref], disassociate=True, unstore=True, purge=True)
-            repo.put(tmpl, "template_coadd", **data_id)
-        report.patches[band] = [p for p, _ in made]
+            )
+            inputs: list[CoaddInput | SpilledInput] = [r for r in results if isinstance(r, SpilledInput)]
+            report.failures.extend(r for r in results if isinstance(r, str))
+            if not inputs:
+                report.failures.append(f"band {band}: no calibrated inputs, no template")
+                continue
+            plan = plan_patches(skymap, inputs)
+            made = mapper(
+                coadd_patch,
+                [p for p, _ in plan],
+                [band] * len(plan),
+                [skymap.name] * len(plan),
+                [touching for _, touching in plan],
+            )
+            report.patches[band] = []
+            for patch_id, tmpl in made:
+                data_id: dict[str, Any] = {
+                    "skymap": skymap.name,
+                    "tract": skymap.tract,
+                    "patch": patch_id,
+                    "band": band,
+                }
+                if repo.has("template_coadd", run=COLLECTIONS["templates"], **data_id):
+                    ref = repo.butler.find_dataset(
+                        "template_coadd", data_id, collections=COLLECTIONS["templates"]
+                    )
+                    if ref is not None:
+                        repo.butler.pruneDatasets([ref], disassociate=True, unstore=True, purge=True)
+                repo.put(tmpl, "template_coadd", **data_id)
+                report.patches[band].append(patch_id)
+                del tmpl
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if scratch_root.exists() and not any(scratch_root.iterdir()):
+        scratch_root.rmdir()
     clear_caches()
     report.seconds = time.perf_counter() - t_start
     return report

@@ -10,8 +10,10 @@ onto one detector's grid for subtraction.
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,7 @@ from pachon.core.image import MASK_PLANES, Exposure
 from pachon.core.repo import COLLECTIONS, DataRepository
 from pachon.pipelines.prompt.coadd import CoaddInput, coadd
 from pachon.pipelines.prompt.config import PromptConfig
-from pachon.pipelines.prompt.skymap import SkyMap, design_skymap
+from pachon.pipelines.prompt.skymap import Patch, SkyMap, design_skymap
 from pachon.pipelines.prompt.warp import warp_exposure
 
 __all__ = [
@@ -131,14 +133,75 @@ def template_for_detector(patches: list[Exposure], wcs: WCS, shape: tuple[int, i
     return warped
 
 
-def coadd_patches(skymap: SkyMap, band: str, inputs: list[CoaddInput]) -> list[tuple[int, Exposure]]:
-    """Coadd ``inputs`` onto every patch they overlap; returns (patch id, template) pairs."""
+@dataclass
+class SpilledInput:
+    """A calibrated template input that a worker wrote to scratch: only its footprint travels.
+
+    Template building used to send every calibrated detector-visit (50 MB for a 2k×2k detector,
+    image + variance + mask) back to the parent process, which held a band's 36 of them plus the 42
+    coadded patches it was about to write (another 2 GB) — 4–7 GB on the ``small`` preset. Now the
+    worker that calibrates a detector writes its planes to ``path`` (``.npy``, memory-mapped on
+    reading) and returns this handle; the per-patch coadds run on the workers too and read only the
+    inputs overlapping their patch.
+    """
+
+    path: str
+    fwhm: float
+    wcs: WCS
+    shape: tuple[int, int]
+
+    def load(self) -> CoaddInput:
+        """The input back as a :class:`CoaddInput` whose planes are read-only memory maps."""
+        from astropy.nddata import VarianceUncertainty
+
+        root = Path(self.path)
+        with open(root / "rest.pkl", "rb") as fh:
+            rest = pickle.load(fh)
+        exposure = Exposure(
+            np.load(root / "data.npy", mmap_mode="r"),
+            unit=rest["unit"],
+            mask=np.load(root / "mask.npy", mmap_mode="r"),
+            wcs=self.wcs,
+            meta=rest["meta"],
+        )
+        if (root / "variance.npy").exists():
+            exposure.uncertainty = VarianceUncertainty(
+                np.load(root / "variance.npy", mmap_mode="r"), copy=False
+            )
+        return CoaddInput(exposure, self.fwhm, rest["psf"])
+
+
+def spill_input(item: CoaddInput, path: str | Path) -> SpilledInput:
+    """Write ``item``'s planes under ``path`` (a new directory) and return the light handle to them."""
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    exposure = item.exposure
+    np.save(root / "data.npy", np.asarray(exposure.data))
+    np.save(root / "mask.npy", np.asarray(exposure.mask))
+    if exposure.variance is not None:
+        np.save(root / "variance.npy", np.asarray(exposure.variance))
+    with open(root / "rest.pkl", "wb") as fh:
+        pickle.dump({"unit": str(exposure.unit), "meta": exposure.meta, "psf": item.psf}, fh)
+    ny, nx = np.shape(exposure.data)
+    return SpilledInput(str(root), float(item.fwhm), exposure.wcs, (int(ny), int(nx)))
+
+
+def _footprint(item: CoaddInput | SpilledInput) -> tuple[WCS, tuple[int, int]]:
+    if isinstance(item, SpilledInput):
+        return item.wcs, item.shape
+    ny, nx = np.shape(item.exposure.data)
+    return item.exposure.wcs, (int(ny), int(nx))
+
+
+def plan_patches(
+    skymap: SkyMap, inputs: list[CoaddInput | SpilledInput]
+) -> list[tuple[Patch, list[CoaddInput | SpilledInput]]]:
+    """Every patch that some input overlaps, with the inputs overlapping it (from footprints only)."""
     out = []
     for patch in skymap.patches():
         touching = []
         for item in inputs:
-            w = item.exposure.wcs
-            ny, nx = np.shape(item.exposure.data)
+            w, (ny, nx) = _footprint(item)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 px, py = patch.wcs.all_world2pix(
@@ -147,15 +210,30 @@ def coadd_patches(skymap: SkyMap, band: str, inputs: list[CoaddInput]) -> list[t
             if px.max() < 0 or px.min() > patch.nx or py.max() < 0 or py.min() > patch.ny:
                 continue
             touching.append(item)
-        if not touching:
-            continue
-        tmpl = coadd(touching, patch.wcs, (patch.ny, patch.nx))
-        tmpl.meta["PATCHX0"] = (patch.x0, "patch origin in tract pixels (x)")
-        tmpl.meta["PATCHY0"] = (patch.y0, "patch origin in tract pixels (y)")
-        tmpl.meta["BAND"] = band
-        tmpl.meta["SKYMAP"] = skymap.name
-        out.append((patch.id, tmpl))
+        if touching:
+            out.append((patch, touching))
     return out
 
 
-__all__ += ["coadd_patches", "design_skymap"]
+def coadd_patch(
+    patch: Patch, band: str, skymap_name: str, inputs: list[CoaddInput | SpilledInput]
+) -> tuple[int, Exposure]:
+    """One patch's template from the inputs overlapping it (a task for a worker process)."""
+    loaded = [i.load() if isinstance(i, SpilledInput) else i for i in inputs]
+    tmpl = coadd(loaded, patch.wcs, (patch.ny, patch.nx))
+    tmpl.meta["PATCHX0"] = (patch.x0, "patch origin in tract pixels (x)")
+    tmpl.meta["PATCHY0"] = (patch.y0, "patch origin in tract pixels (y)")
+    tmpl.meta["BAND"] = band
+    tmpl.meta["SKYMAP"] = skymap_name
+    return patch.id, tmpl
+
+
+def coadd_patches(skymap: SkyMap, band: str, inputs: list[CoaddInput]) -> list[tuple[int, Exposure]]:
+    """Coadd in-memory ``inputs`` onto every patch they overlap; returns (patch id, template) pairs."""
+    return [
+        coadd_patch(patch, band, skymap.name, touching)
+        for patch, touching in plan_patches(skymap, list(inputs))
+    ]
+
+
+__all__ += ["SpilledInput", "coadd_patch", "coadd_patches", "design_skymap", "plan_patches", "spill_input"]
