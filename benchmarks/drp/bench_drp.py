@@ -153,6 +153,8 @@ def run_once(
         n = int(result["quanta"])
         mp = _megapixels(repo)
         steps = result["steps"]
+        # one worker's peak per step: the largest Dask worker, or the driver itself when in-process
+        worker_peak = result["step_peak_worker_rss_mib"] if workers > 1 else result["step_peak_rss_mib"]
         return {
             "workers": workers,
             "n_visits": len(visits) if visits is not None else None,
@@ -166,9 +168,9 @@ def run_once(
             "peak_rss_mib": round(peak[0] / 2**20, 1),
             "peak_rss_per_worker_mib": round(peak[0] / 2**20 / max(workers, 1), 1),
             "single_visit_s_per_detector_visit": round(steps.get("single_visit", 0) / n, 3),
-            "single_visit_peak_worker_rss_mib": result["step_peak_worker_rss_mib"].get("single_visit"),
+            "single_visit_peak_worker_rss_mib": worker_peak.get("single_visit"),
             "coadd_s_per_coadd": round(steps.get("coadd", 0) / max(int(result["coadds"]), 1), 3),
-            "coadd_peak_worker_rss_mib": result["step_peak_worker_rss_mib"].get("coadd"),
+            "coadd_peak_worker_rss_mib": worker_peak.get("coadd"),
             "forced_s_per_detector_visit": round(steps.get("forced", 0) / n, 3),
             "load_before": [round(x, 1) for x in load_before],
             "load_after": [round(x, 1) for x in os.getloadavg()],

@@ -133,8 +133,9 @@ class _MemoryMeter:
 
     A daemon thread sums the RSS of the process tree every ``interval`` seconds; :meth:`take`
     returns the peaks since the previous call (the whole tree, and the largest single child, i.e.
-    one worker's peak while it processed that step's quanta) and starts a new period. Workers of
-    a remote scheduler are not children, so only the driver is measured then.
+    one worker's peak while it processed that step's quanta; 0 when the quanta run in-process,
+    where the tree figure is the worker's) and starts a new period. Workers of a remote scheduler
+    are not children, so only the driver is measured then.
     """
 
     def __init__(self, interval: float = 0.5) -> None:
