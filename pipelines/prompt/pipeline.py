@@ -35,16 +35,19 @@ from pachon.pipelines.prompt.dia import detect_dia_sources
 from pachon.pipelines.prompt.ids import ccd_visit_id, pack_ids
 from pachon.pipelines.prompt.psf import PsfModel
 from pachon.pipelines.prompt.realbogus import RealBogusModel
-from pachon.pipelines.prompt.skymap import design_skymap
+from pachon.pipelines.prompt.skymap import SkyMap, design_skymap
 from pachon.pipelines.prompt.subtract import subtract
 from pachon.pipelines.prompt.templates import (
+    MissingTemplateError,
     SpilledInput,
     TemplateReport,
     choose_template_visits,
     coadd_patch,
-    load_template_patches,
+    load_template_refs,
+    patches_overlapping,
     plan_patches,
     spill_input,
+    stored_skymap,
     template_for_detector,
 )
 
@@ -164,16 +167,43 @@ def load_refcat(path: str) -> Table:
         return vstack([repo.butler.get(r) for r in refs], metadata_conflicts="silent")
 
 
-@functools.lru_cache(maxsize=12)
-def _template_patches(path: str, band: str, skymap: str) -> tuple[Exposure, ...]:
-    return tuple(load_template_patches(open_repo(path), band, skymap))
+@functools.lru_cache(maxsize=8)
+def _template_refs(path: str, band: str, skymap: str) -> dict[int, Any]:
+    """The band's template patches: patch id → dataset ref (no pixels read)."""
+    refs = load_template_refs(open_repo(path), band, skymap)
+    return {int(ref.dataId["patch"]): ref for ref in refs}
+
+
+@functools.lru_cache(maxsize=2)
+def _skymap_of(path: str, skymap: str) -> SkyMap | None:
+    return stored_skymap(open_repo(path), skymap)
+
+
+# a 2k×2k patch is 50 MB: 16 hold the ~4 patches a detector touches in each of four bands
+@functools.lru_cache(maxsize=16)
+def _template_patch(path: str, band: str, skymap: str, patch_id: int) -> Exposure:
+    return open_repo(path).butler.get(_template_refs(path, band, skymap)[patch_id])  # type: ignore[no-any-return]
+
+
+def _templates_for(path: str, band: str, skymap: str, wcs: Any, shape: tuple[int, int]) -> list[Exposure]:
+    """The template patches a detector touches, read once per worker and kept in a bounded cache."""
+    refs = _template_refs(path, band, skymap)
+    if not refs:
+        raise MissingTemplateError("no template patches in this band; run `pachon prompt templates`")
+    sm = _skymap_of(path, skymap)
+    ids = sorted(refs) if sm is None else sorted(set(refs) & patches_overlapping(sm, wcs, shape))
+    if not ids:
+        raise MissingTemplateError("the band's template does not overlap this detector")
+    return [_template_patch(path, band, skymap, i) for i in ids]
 
 
 def clear_caches() -> None:
     """Forget cached repos, refcats and templates (after new templates are built)."""
     open_repo.cache_clear()
     load_refcat.cache_clear()
-    _template_patches.cache_clear()
+    _template_refs.cache_clear()
+    _skymap_of.cache_clear()
+    _template_patch.cache_clear()
 
 
 def calibrate_from_repo(
@@ -277,8 +307,9 @@ def process_detector(
 
         step = "template"
         t0 = time.perf_counter()
-        patches = list(_template_patches(repo_path, exposure.band, skymap))
-        template = template_for_detector(patches, science.wcs, np.shape(science.data))
+        shape = (int(np.shape(science.data)[0]), int(np.shape(science.data)[1]))
+        patches = _templates_for(repo_path, exposure.band, skymap, science.wcs, shape)
+        template = template_for_detector(patches, science.wcs, shape)
         out.timings["template"] = time.perf_counter() - t0
 
         step = "subtract"

@@ -32,6 +32,9 @@ __all__ = [
     "TemplateReport",
     "choose_template_visits",
     "load_template_patches",
+    "load_template_refs",
+    "patches_overlapping",
+    "stored_skymap",
     "template_for_detector",
 ]
 
@@ -68,18 +71,54 @@ def choose_template_visits(exposures: list[dict[str, Any]], config: PromptConfig
     return out
 
 
-def load_template_patches(repo: DataRepository, band: str, skymap: str) -> list[Exposure]:
-    """Every template patch of a band (each carries its tract offset in PATCHX0/PATCHY0)."""
-    butler = repo.butler
-    refs = list(
-        butler.registry.queryDatasets(
+def load_template_refs(repo: DataRepository, band: str, skymap: str) -> list[Any]:
+    """The dataset refs of a band's template patches (data IDs carry the patch; no pixels read)."""
+    return list(
+        repo.butler.registry.queryDatasets(
             "template_coadd",
             collections=COLLECTIONS["templates"],
             where="band = b AND skymap = s",
             bind={"b": band, "s": skymap},
         )
     )
-    return [butler.get(ref) for ref in refs]
+
+
+def load_template_patches(repo: DataRepository, band: str, skymap: str) -> list[Exposure]:
+    """Every template patch of a band (each carries its tract offset in PATCHX0/PATCHY0)."""
+    return [repo.butler.get(ref) for ref in load_template_refs(repo, band, skymap)]
+
+
+def stored_skymap(repo: DataRepository, name: str) -> SkyMap | None:
+    """The sky map ``build_templates`` stored (``prompt_skymap``) if it is ``name``, else None."""
+    try:
+        if not repo.has("prompt_skymap", run=COLLECTIONS["templates"]):
+            return None
+        stored = dict(repo.get("prompt_skymap", collections=COLLECTIONS["templates"]))["skymap"]
+        skymap = SkyMap(**stored)
+    except Exception:  # an older or foreign layout: callers fall back to every patch
+        return None
+    return skymap if skymap.name == name else None
+
+
+def patches_overlapping(skymap: SkyMap, wcs: WCS, shape: tuple[int, int], pad: int = 48) -> set[int]:
+    """Ids of the patches that a detector of ``shape`` on ``wcs`` (plus ``pad`` pixels) touches.
+
+    A detector needs only these to cut its template: loading every patch of a band instead cost a
+    worker 2 GB per band on the ``small`` preset (42 patches of 2k×2k), 8 GB with four bands cached.
+    """
+    ny, nx = shape
+    edge = np.linspace(0, 1, 9)
+    xs = np.concatenate([edge * (nx - 1), np.full(9, nx - 1.0), edge * (nx - 1), np.zeros(9)])
+    ys = np.concatenate([np.zeros(9), edge * (ny - 1), np.full(9, ny - 1.0), edge * (ny - 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ra, dec = wcs.all_pix2world(xs, ys, 0)
+        tx, ty = skymap.tract_wcs().all_world2pix(ra, dec, 0, quiet=True)
+    x0, x1 = float(np.min(tx)) - pad, float(np.max(tx)) + pad
+    y0, y1 = float(np.min(ty)) - pad, float(np.max(ty)) + pad
+    return {
+        p.id for p in skymap.patches() if p.x0 < x1 and p.x0 + p.nx > x0 and p.y0 < y1 and p.y0 + p.ny > y0
+    }
 
 
 def template_for_detector(patches: list[Exposure], wcs: WCS, shape: tuple[int, int]) -> Exposure:

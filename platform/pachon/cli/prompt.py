@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,6 +18,7 @@ Typical session:
 
   pachon simulate --repo demo/repo --preset tiny
   pachon prompt templates --repo demo/repo        # per-band templates + real/bogus model
+  pachon prompt train --repo demo/repo            # retrain only the real/bogus model
   pachon prompt run --repo demo/repo              # every visit not yet processed, in time order
   pachon prompt run --repo demo/repo --visits 20270114001 --visits 20270114002
   pachon prompt run --repo demo/repo --follow     # keep watching for new raw visits
@@ -54,13 +56,42 @@ def templates(
             typer.echo(f"  skipped {failure}")
         typer.echo(f"templates built in {report.seconds:.1f} s")
         if train:
-            from pachon.pipelines.prompt.training import train_from_truth
+            _train(repo, mapper, n_visits=2)
 
-            model = train_from_truth(repo, map_fn=mapper, log=typer.echo)
-            if model is not None:
-                typer.echo(
-                    f"real/bogus model trained on {model.n_train} DIA sources (accuracy {model.train_accuracy:.3f})"
-                )
+
+def _train(repo: Path, mapper: Any, *, n_visits: int) -> None:
+    from pachon.pipelines.prompt.training import train_from_truth
+
+    t0 = time.perf_counter()
+    model = train_from_truth(repo, map_fn=mapper, n_visits=n_visits, log=typer.echo)
+    if model is not None:
+        typer.echo(
+            f"real/bogus model trained on {model.n_train} DIA sources (accuracy {model.train_accuracy:.3f}) "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
+
+
+@prompt_app.command("train")
+def train(
+    repo: Annotated[Path, typer.Option(help="Data repository with templates (`pachon prompt templates`).")],
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: one per core; 1 = in-process).")
+    ] = None,
+    visits_per_band: Annotated[
+        int, typer.Option(help="Non-template visits per band to inject fakes into and train on.")
+    ] = 2,
+) -> None:
+    """(Re)train the real/bogus classifier from simulator truth, keeping the templates.
+
+    What ``pachon prompt templates`` does after building templates; on its own after a classifier
+    change. The model replaces ``real_bogus_model``; visits already processed keep their scores.
+
+    Example: pachon prompt train --repo demo/repo
+    """
+    from pachon.pipelines.prompt.parallel import detector_map
+
+    with detector_map(_workers(workers)) as mapper:
+        _train(repo, mapper, n_visits=visits_per_band)
 
 
 @prompt_app.command("run")
