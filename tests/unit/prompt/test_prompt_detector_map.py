@@ -1,4 +1,5 @@
-"""``detector_map`` streams results: the parent holds one at a time, not a whole visit's or band's.
+"""Memory of the fan-out: ``detector_map`` streams results (the parent holds one at a time, not a
+whole visit's or band's), and a worker reads only the template patches its detector touches.
 
 Gathering every result at once kept a template band's 36 calibrated images (50 MB each on the
 ``small`` preset) in the CLI process together, which reached 7 GB and was OOM-killed there.
@@ -57,3 +58,24 @@ def test_an_abandoned_iteration_leaves_nothing_on_the_workers(dask_map: Callable
             break
         time.sleep(0.1)
     assert sum(held.values()) == 0
+
+
+def test_a_detector_needs_only_the_template_patches_it_touches() -> None:
+    """Workers read these patches only (every patch of every band cost 8 GB per worker on ``small``)."""
+    from astropy.wcs import WCS
+
+    from pachon.pipelines.prompt.skymap import SkyMap
+    from pachon.pipelines.prompt.templates import patches_overlapping
+
+    skymap = SkyMap("t", ra=150.0, dec=2.0, pixel_scale=0.2, nx=6000, ny=6000, patch_size=1000)
+    tract = skymap.tract_wcs()
+    det = WCS(naxis=2)
+    det.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    det.wcs.crval = list(tract.all_pix2world([[2600.0, 3400.0]], 0)[0])  # detector centre in the tract
+    det.wcs.crpix = [400.5, 300.5]
+    det.wcs.cd = tract.wcs.cd
+    det.wcs.set()
+    # an 800×600 detector covering tract x 2200–3000, y 3100–3700 (+48 px pad): patches x 2–3, y 3
+    ids = patches_overlapping(skymap, det, (600, 800))
+    assert ids == {3 * 6 + 2, 3 * 6 + 3}
+    assert len(skymap.patches()) == 36
