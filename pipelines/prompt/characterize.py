@@ -16,7 +16,13 @@ from scipy.spatial import cKDTree
 
 from pachon.core.image import MASK_PLANES, Exposure
 from pachon.pipelines.prompt.config import CharacterizeConfig
-from pachon.pipelines.prompt.measure import aperture_photometry, detect, estimate_background, psf_photometry
+from pachon.pipelines.prompt.measure import (
+    aperture_photometry,
+    detect,
+    estimate_background,
+    estimate_illumination,
+    psf_photometry,
+)
 from pachon.pipelines.prompt.psf import PsfModel, fit_psf, gaussian_psf
 
 __all__ = ["BAD_BITS", "Characterization", "characterize", "plane_bits", "select_psf_stars"]
@@ -32,6 +38,13 @@ def plane_bits(*names: str) -> int:
 
 BAD_BITS = plane_bits("BAD", "SAT", "NO_DATA")
 """Pixels that carry no usable flux (interpolated CRs are usable for detection, not for PSF stars)."""
+
+ILLUMINATION_BOX = 64
+"""Mesh (px) of the sky-based flat-field correction
+(:func:`~pachon.pipelines.prompt.measure.estimate_illumination`); 0 turns it off. A
+``CharacterizeConfig.illumination_box`` field, when the config has one, overrides it."""
+ILLUMINATION_ORDER = 1
+"""Polynomial order of the sky itself over one detector (``CharacterizeConfig.illumination_order``)."""
 
 
 class CharacterizeError(RuntimeError):
@@ -97,6 +110,21 @@ def characterize(
     )
     mask = np.asarray(exposure.mask)
     bad = (mask & BAD_BITS) != 0
+    illum_box = int(getattr(config, "illumination_box", ILLUMINATION_BOX))
+    illum = (
+        estimate_illumination(
+            image,
+            bad,
+            variance,
+            box=illum_box,
+            order=int(getattr(config, "illumination_order", ILLUMINATION_ORDER)),
+        )
+        if illum_box > 0
+        else None
+    )
+    if illum is not None:  # the flat's error, measured on the sky: divide it out of image and variance
+        image = image / illum
+        variance = variance / (illum * illum)
     background = estimate_background(
         image, bad, box=config.background_box, filter_size=config.background_filter
     )
@@ -193,8 +221,15 @@ def characterize(
     )
     out = exposure.copy()
     out.data = sub
+    if illum is not None:
+        out.variance = variance
     out.mask = mask | np.where(seg > 0, np.int32(1 << MASK_PLANES["DETECTED"]), np.int32(0))
     out.meta["PSF_FWHM"] = (psf.fwhm, "PSF FWHM in pixels (pixelized model)")
     out.meta["PSF_NSTR"] = (psf.n_stars, "stars in the PSF model")
     out.meta["BGMEAN"] = (float(np.median(background)), "median background subtracted")
+    out.meta["ILLUMBOX"] = (illum_box if illum is not None else 0, "sky-flat correction mesh (px; 0: none)")
+    out.meta["ILLUMRMS"] = (
+        float(np.std(illum[::4, ::4])) if illum is not None else 0.0,
+        "rms of the sky-flat correction divided out",
+    )
     return Characterization(exposure=out, background=background, psf=psf, sources=sources)
