@@ -7,7 +7,10 @@ measurement (possibly negative) in visits where they were not detected, which is
 curves need. The Objects are the coadd detections (:mod:`pachon.pipelines.drp.objects`); the
 children of one deblended parent are fitted simultaneously
 (:func:`~pachon.pipelines.drp.measure_coadd.joint_psf_fluxes`), so a close pair's light is not
-counted twice.
+counted twice. The fit weights pixels uniformly (errors still from the variance plane), as the
+single-visit ``Source`` PSF fluxes are fitted: inverse-variance weights that include a star's own
+Poisson noise turn PSF-model errors into brightness-dependent flux errors, which the aperture
+correction (fitted to uniform-weight fluxes) does not remove.
 
 The fluxes get the detector-visit's **aperture correction** (:mod:`pachon.pipelines.prompt.apcorr`,
 read back from the visit image's ``APCORR*`` header), as the single-visit ``Source`` fluxes did:
@@ -22,6 +25,7 @@ import time
 
 import numpy as np
 from astropy.table import Table
+from scipy import ndimage
 
 from pachon.pipelines.drp.measure_coadd import joint_psf_fluxes
 from pachon.pipelines.drp.multivisit import MAS_PER_DEG, parallax_factors
@@ -44,6 +48,25 @@ def positions_at(
     dxi = np.nan_to_num(objects["pmRa"]) * dt + plx * pa
     deta = np.nan_to_num(objects["pmDec"]) * dt + plx * pd
     return ra0 + dxi / MAS_PER_DEG / np.cos(np.radians(dec0)), dec0 + deta / MAS_PER_DEG
+
+
+def _planes_near(mask: np.ndarray, ix: np.ndarray, iy: np.ndarray, radius: int) -> dict[str, np.ndarray]:
+    """For each pixel (ix, iy): whether a SAT, CR or BAD pixel lies within ``radius`` (a square box).
+
+    DP1's ``pixelFlags_saturated`` etc. mean "anywhere in the footprint"; for forced photometry the
+    footprint is the PSF fit's region (2 FWHM). The ``*Center`` flags miss what matters here: a
+    saturated star shredded by the coadd deblender (its masked core leaves a ring of peaks) has
+    children a few pixels off the saturated core, whose fits then trade flux from visit to visit.
+    """
+    size = 2 * radius + 1
+    out = {}
+    for name in ("SAT", "CR", "BAD"):
+        plane = (mask & plane_bits(name)) != 0
+        if plane.any():
+            out[name] = ndimage.maximum_filter(plane.view(np.uint8), size=size, mode="constant")[iy, ix] > 0
+        else:
+            out[name] = np.zeros(len(ix), bool)
+    return out
 
 
 def forced_quantum(
@@ -74,7 +97,9 @@ def forced_quantum(
         oid = np.asarray(objects["objectId"], np.int64)
         parent = np.asarray(objects.get("parentObjectId", np.zeros(len(oid), np.int64)), np.int64)
         groups = np.where(parent > 0, parent, oid)[on]
-        flux, flux_err, masked = joint_psf_fluxes(data, var, bad, psf, x[on], y[on], groups)
+        flux, flux_err, masked = joint_psf_fluxes(
+            data, var, bad, psf, x[on], y[on], groups, pixel_weights=False
+        )
         apcorr = apcorr_from_header(image.meta)
         if apcorr is not None:
             corr = apcorr(x[on], y[on])
@@ -82,6 +107,7 @@ def forced_quantum(
         ix = np.clip(np.round(x[on]).astype(int), 0, nx - 1)
         iy = np.clip(np.round(y[on]).astype(int), 0, ny - 1)
         centre = mask[iy, ix]
+        near = _planes_near(mask, ix, iy, int(np.ceil(max(2.0 * psf.fwhm, 3.0))))
         n = int(on.sum())
         out = Table(
             {
@@ -94,8 +120,11 @@ def forced_quantum(
                 "psfFlux": flux,
                 "psfFluxErr": flux_err,
                 "psfFlux_flag": ~np.isfinite(flux) | (masked > 0.2),
+                "pixelFlags_saturated": near["SAT"],
                 "pixelFlags_saturatedCenter": (centre & plane_bits("SAT")) != 0,
+                "pixelFlags_cr": near["CR"],
                 "pixelFlags_crCenter": (centre & plane_bits("CR")) != 0,
+                "pixelFlags_bad": near["BAD"],
                 "pixelFlags_edge": (centre & plane_bits("EDGE")) != 0,
                 "midpointMjdTai": np.full(n, mjd),
             }

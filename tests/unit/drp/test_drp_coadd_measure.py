@@ -86,6 +86,48 @@ def test_joint_fit_splits_a_blended_pair_that_single_fits_double_count() -> None
     assert np.all(masked < 0.01)
 
 
+def test_uniform_weights_make_bright_and_faint_stars_agree_under_a_psf_model_error() -> None:
+    """Forced photometry's fit (``pixel_weights=False``): the variance plane holds each star's own
+    Poisson noise, so inverse-variance weights down-weight a bright star's core; with a PSF model 10 %
+    too narrow that measures bright and faint stars differently. Uniform weights do not, and their
+    errors (the variance plane through the same linear map) match the scatter."""
+    shape = (41, 41)
+    psf = gaussian_psf(SIGMA_PSF * 0.9, size=25)  # the model is 10 % narrower than the stars
+    bad = np.zeros(shape, bool)
+    sky = 100.0
+    x, y = np.array([20.3]), np.array([19.8])
+    ratio: dict[bool, list[float]] = {True: [], False: []}
+    for flux in (1e3, 1e6):
+        star = _render(shape, [(20.3, 19.8, flux, 0.0)])
+        var = sky + star
+        for weighted in (True, False):
+            f, _, _ = joint_psf_fluxes(star, var, bad, psf, x, y, np.array([1]), pixel_weights=weighted)
+            ratio[weighted].append(float(f[0]) / flux)
+    bias_weighted = -2.5 * np.log10(ratio[True][1] / ratio[True][0])
+    bias_uniform = -2.5 * np.log10(ratio[False][1] / ratio[False][0])
+    assert abs(bias_weighted) > 0.03  # measured: 0.07 mag brighter at 10⁶ than at 10³
+    assert abs(bias_uniform) < 1e-6
+    # errors of the uniform-weight fit predict its scatter on noise
+    rng = np.random.default_rng(2)
+    star = _render(shape, [(20.3, 19.8, 2e4, 0.0)])
+    var = sky + star
+    fits_ = [
+        joint_psf_fluxes(
+            star + rng.normal(size=shape) * np.sqrt(var),
+            var,
+            bad,
+            psf,
+            x,
+            y,
+            np.array([1]),
+            pixel_weights=False,
+        )
+        for _ in range(400)
+    ]
+    scatter = np.std([f[0][0] for f in fits_])
+    assert scatter == pytest.approx(float(np.median([f[1][0] for f in fits_])), rel=0.1)
+
+
 def test_noise_factor_recovers_an_understated_variance_plane() -> None:
     rng = np.random.default_rng(5)
     img = rng.normal(0, 2.0, (300, 300))
