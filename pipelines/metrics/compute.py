@@ -9,7 +9,8 @@ The magnitude window assumes LSST depth; we select by the S/N that window implie
 and report faro's literal window as ``AM1_faro_<band>`` too.
 ``PA1``: for point sources with per-visit S/N > ``pa1_min_snr`` (the high-S/N cut Rubin chose so shot
 noise does not eat the budget) and ≥ 3 measurements in a band, the rms of their magnitudes about the
-mean; PA1 is the median over (star, band), in mmag.
+mean; PA1 is the median over (star, band), in mmag. ``PA1_forced`` is the same statistic of the ForcedSource
+fluxes (flagged fits and measurements with saturated, cosmic-ray or bad pixels in the fit region excluded).
 Against truth (the simulator's catalogs; Objects are positions at J2016.0 like the truth):
 completeness (truth stars+galaxies that fell on ≥ ``min_visits`` detector-visits, per truth r
 magnitude bin) and purity (Objects with a truth counterpart within ``match_radius``, per Object r bin);
@@ -126,7 +127,7 @@ def pa1(sources: Table, extended: dict[int, bool], *, min_snr: float = 100.0) ->
     snr = np.asarray(sources["psfFlux"], float) / np.asarray(sources["psfFluxErr"], float)
     point = np.array([not extended.get(int(o), True) for o in oid])
     flags = np.zeros(len(sources), bool)
-    for col in ("pixelFlags_edge", "pixelFlags_cr", "pixelFlags_saturated", "pixelFlags_bad"):
+    for col in ("pixelFlags_edge", "pixelFlags_cr", "pixelFlags_saturated", "pixelFlags_bad", "psfFlux_flag"):
         if col in sources.colnames:
             flags |= np.asarray(sources[col], bool)
     m = (oid >= 0) & point & (snr > min_snr) & ~flags
@@ -285,6 +286,14 @@ def compute_release_metrics(
         f"({n} star-bands)",
     )  # fmt: skip
 
+    if len(forced) and {"objectId", "band", "psfFlux", "psfFluxErr"} <= set(forced.colnames):
+        fbands = np.asarray(forced["band"]).astype(str)
+        fgri = np.isin(fbands, ["g", "r", "i"])
+        value, n = pa1(forced[fgri] if fgri.any() else forced, extended, min_snr=pa1_min_snr)
+        out["PA1_forced"] = (
+            value, "mmag", f"PA1 of the ForcedSource PSF fluxes (Object positions on every visit) in g, r, i, "
+            f"S/N>{pa1_min_snr:g} ({n} star-bands)",
+        )  # fmt: skip
     truth, seen, fwhm = _truth(repo, config.min_visits)
     expected = _truth_depths(repo, fwhm)
     for band, depth in sorted(expected.items()):

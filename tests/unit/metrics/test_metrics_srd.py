@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from astropy.table import Table
 
 from pachon.pipelines.metrics import am1, load_metric_runs, pa1, pulls, store_metrics
@@ -56,6 +57,22 @@ def test_pa1_matches_injected_scatter() -> None:
     value, n = pa1(cat, {i: False for i in range(60)}, min_snr=100)
     assert n == 60
     assert 7.0 < value < 12.0  # rms about the mean of 10 draws of σ=10 mmag (biased low by √(9/10))
+
+
+def test_pa1_leaves_out_flagged_measurements() -> None:
+    """Forced photometry's flagged fits (``psfFlux_flag``) and saturated fit regions do not count."""
+    cat = _catalog(sigma_mas=1.0, mag_noise=0.001)
+    clean, _ = pa1(cat, {i: False for i in range(60)}, min_snr=100)
+    star, visit = np.asarray(cat["objectId"]), np.asarray(cat["visit"])
+    bad = visit == star % 10  # one measurement of each star is 0.5 mag off, and flagged
+    cat["psfFlux"] = np.where(bad, np.asarray(cat["psfFlux"]) * 1.58, np.asarray(cat["psfFlux"]))
+    cat["psfFlux_flag"] = bad
+    assert pa1(cat, {i: False for i in range(60)}, min_snr=100)[0] == pytest.approx(clean, rel=0.3)
+    cat["psfFlux_flag"] = np.zeros(len(cat), bool)
+    cat["pixelFlags_saturated"] = bad
+    assert pa1(cat, {i: False for i in range(60)}, min_snr=100)[0] == pytest.approx(clean, rel=0.3)
+    del cat["pixelFlags_saturated"]
+    assert pa1(cat, {i: False for i in range(60)}, min_snr=100)[0] > 10 * clean
 
 
 def test_pulls_statistics() -> None:
