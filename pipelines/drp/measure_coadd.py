@@ -39,13 +39,13 @@ Depth (``CoaddMeasurement.depth`` and ``depth_photon``)
     input's pixel variance propagated through the warp and its matching kernel
     (:mod:`pachon.pipelines.prompt.coadd`; P the coadd PSF model) — exact on simulated noise with
     the real variance planes, warps and kernels (half-coadd PSF-flux scatter 217 vs 217 nJy on
-    ``tiny``), and within 0.1 mag of the truth-based expectation. The two differ by 0.5–1.1 mag on
-    ``tiny``: the difference of two half-coadds (visits split in two; static sources cancel) shows
-    most of the excess of the random positions (``tests/integration/drp/test_drp_coadd_depth.py``), so
-    it is mostly not static confusion but noise that varies from visit to visit beyond the variance
-    planes: single-visit PSF fluxes at empty positions scatter 1.0–1.6× their photon noise with a
-    median of −0.3…−0.8σ, i.e. the single-visit background subtraction leaves residuals on PSF
-    scales. Reporting the photon-noise depth would hide that loss, so ``depth`` is the measured one.
+    ``tiny``), and within 0.1 mag of the truth-based expectation. The two differed by 0.5–1.1 mag
+    on ``tiny`` until single-visit processing divided out the flat field's error measured on the
+    sky (:func:`pachon.pipelines.prompt.measure.estimate_illumination`): flat-fielding with the
+    imperfect flat left 0.5 % of the sky in a pattern a 128-px background mesh does not follow,
+    which made single-visit PSF fluxes at empty positions scatter 1.47× their photon noise (1.03×
+    now; half-coadd differences 1.07× their PSFNVAR prediction). Reporting the photon-noise depth
+    would hide such a loss, so ``depth`` stays the measured one.
 """
 
 from __future__ import annotations
@@ -530,11 +530,12 @@ def random_psf_noise(
     spread (1.4826 × MAD) of PSF fluxes over the errors the variance plane predicts, fitted at
     random covered positions — away from the detections when ``segmap`` is given — is the factor
     by which errors (and the variance used for detection) are rescaled; five times the factor ×
-    the median predicted error (the median coverage: a plain MAD of the fluxes would mix the
-    patch border's fewer inputs in; on ``tiny`` both read the same to 0.01 mag) is the patch's
-    measured 5σ point-source depth (module docstring: it includes the
-    single visits' background residuals; the photon-noise depth is
-    :func:`~pachon.pipelines.drp.coadd.coadd_depth`).
+    the median predicted error where the patch has its **full coverage** (positions whose predicted
+    error is within 10 % of the deepest decile's) is the patch's measured 5σ point-source depth. The
+    full coverage is what a depth means (and what the truth-based expectation assumes): the median
+    over all positions mixes in the patch border and detector gaps, which the dithers cover with
+    fewer inputs — 0.1–0.2 mag shallower on ``tiny``, whose patches are mostly border. The
+    photon-noise depth is :func:`~pachon.pipelines.drp.coadd.coadd_depth`.
     """
     rng = np.random.default_rng(seed)
     occupied = bi.bad if segmap is None else (bi.bad | ndimage.binary_dilation(segmap > 0, iterations=3))
@@ -551,10 +552,12 @@ def random_psf_noise(
         return 1.0, float("nan")
     # coverage varies over a patch (its border, detector gaps): normalise each flux by its
     # variance-plane error first, so the factor is not inflated by the mixture of noise levels,
-    # and quote the depth at the median coverage of the sampled positions
+    # and quote the depth at the patch's full coverage
     pull = flux[ok] / err[ok]
     factor = float(np.clip(1.4826 * np.median(np.abs(pull - np.median(pull))), 0.5, 50.0))
-    sigma = factor * float(np.median(err[ok]))
+    e = err[ok]
+    full = e <= 1.1 * float(np.percentile(e, 10))
+    sigma = factor * float(np.median(e[full]))
     depth = float(-2.5 * np.log10(5 * sigma) + 31.4) if sigma > 0 else float("nan")
     return factor, depth
 
@@ -606,7 +609,7 @@ def measure_patch(
         for b in bands:  # second pass, away from the detections: final errors and depth
             bi = inputs[b]
             bi.variance = bi.variance / bi.factor**2
-            bi.factor, depth[b] = random_psf_noise(bi, det.segmap)
+            bi.factor, depth[b] = random_psf_noise(bi, det.segmap, n=4000)  # ±0.02 mag sampling noise
             bi.variance = bi.variance * bi.factor**2
             depth_photon[b] = coadd_depth(coadds[b][0], coadds[b][1])
         cols: dict[str, Any] = {}

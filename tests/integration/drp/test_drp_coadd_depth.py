@@ -126,8 +126,8 @@ def test_psfnvar_predicts_the_noise_through_real_warps_and_kernels(patch_r: dict
     a, b, good = _halves(patch_r, noise_seed=11)
     diff = np.asarray(a.data, float) - np.asarray(b.data, float)
     white = float(a.meta["PSFNVAR"]) + float(b.meta["PSFNVAR"])
-    x, y = _random_positions(good, 1500, seed=1)
-    assert len(x) > 300
+    x, y = _random_positions(good, 4000, seed=1)  # 1500 positions: ±8 % between position sets
+    assert len(x) > 800
     flux, err, _ = joint_psf_fluxes(
         diff, np.full(diff.shape, white), ~good, patch_r["psf"], x, y, np.arange(len(x))
     )
@@ -135,7 +135,7 @@ def test_psfnvar_predicts_the_noise_through_real_warps_and_kernels(patch_r: dict
     print(
         f"simulated noise: half-coadd difference PSF-flux scatter {scatter:.1f} nJy, PSFNVAR predicts {predicted:.1f}"
     )
-    assert 0.9 < scatter / predicted < 1.1  # measured 217.2 / 216.9
+    assert 0.9 < scatter / predicted < 1.1  # measured 1.00–1.05 over noise seeds and position sets
 
 
 def test_measured_depth_is_noise_not_static_structure(patch_r: dict[str, Any]) -> None:
@@ -146,8 +146,8 @@ def test_measured_depth_is_noise_not_static_structure(patch_r: dict[str, Any]) -
     good = _empty(full, good)
     diff = np.asarray(a.data, float) - np.asarray(b.data, float)
     white = float(a.meta["PSFNVAR"]) + float(b.meta["PSFNVAR"])
-    x, y = _random_positions(good, 1500, seed=1)
-    assert len(x) > 200
+    x, y = _random_positions(good, 4000, seed=1)
+    assert len(x) > 500
     unit = np.full(diff.shape, 1.0)
     f_diff, _, _ = joint_psf_fluxes(diff, unit, ~good, psf, x, y, np.arange(len(x)))
     f_full, _, _ = joint_psf_fluxes(np.asarray(full.data, float), unit, ~good, psf, x, y, np.arange(len(x)))
@@ -160,12 +160,17 @@ def test_measured_depth_is_noise_not_static_structure(patch_r: dict[str, Any]) -
         f"difference scaled {scaled:.1f}, photon noise {photon:.1f}; pipeline depth {patch_r['depth']:.2f}"
     )
     # the positions are picked on the coadd's own pixels, which biases its scatter low a little
-    assert abs(-2.5 * np.log10(_mad(f_full) / scaled)) < 0.15  # measured 157 vs 177 nJy
+    assert abs(-2.5 * np.log10(_mad(f_full) / scaled)) < 0.15  # measured 106 vs 118 nJy
     # the pipeline's depth (random positions off the detection footprints, which keep some faint
-    # undetected light) vs the noise-only depth of the half-coadd difference
+    # undetected light, quoted at the patch's full coverage) vs the noise-only depth of the
+    # half-coadd difference (at typical coverage)
     diff_depth = -2.5 * np.log10(5 * scaled) + 31.4
-    assert abs(diff_depth - patch_r["depth"]) < 0.25  # measured 24.03 vs 23.89
-    assert patch_r["depth"] < -2.5 * np.log10(5 * photon) + 31.4  # never deeper than photon noise allows
+    assert abs(diff_depth - patch_r["depth"]) < 0.25  # measured 24.48 vs 24.50
+    # never deeper than photon noise allows (PSFNVAR is a median over the covered pixels, the
+    # pipeline's depth is at full coverage: a few hundredths deeper at most on this patch)
+    assert patch_r["depth"] < -2.5 * np.log10(5 * photon) + 31.4 + 0.05  # measured 24.50 vs 24.58
+    # and the excess noise over photon noise is small since the sky-flat correction (was 1.7–2.8×)
+    assert scaled / photon < 1.25  # measured 1.10
 
 
 def test_fakes_at_the_measured_depth_are_found_half_the_time(patch_r: dict[str, Any]) -> None:

@@ -92,7 +92,9 @@ def test_objects_come_from_coadd_detection(products: dict[str, Any]) -> None:
     assert blended.sum() >= 2  # measured 15 deblended children
     assert np.isfinite(np.asarray(objects["shape_xx"], float)).mean() > 0.9
     # the astrometric solution joined onto the coadd Objects (bright stars all have it)
-    assert report.n_objects_with_astrometry > 0.7 * report.n_objects  # measured 420 of 448
+    # (most; the coadds reach ~1 mag below the single visits, whose faint Objects have too few
+    # single-visit detections for a fit: measured 458 of 791, 420 of 448 with 0.9 mag shallower coadds)
+    assert report.n_objects_with_astrometry > 0.5 * report.n_objects
     assert np.isfinite(np.asarray(objects["pmRa"], float)).sum() > 150
 
 
@@ -100,7 +102,7 @@ def test_completeness_one_magnitude_above_depth(products: dict[str, Any]) -> Non
     """Truth sources on the coadds (r band) one magnitude above the r coadd's 5σ depth are found."""
     objects, truth, report = products["objects"], products["truth"], products["report"]
     depth = report.coadd_depth["r"]
-    assert 23.0 < depth < 24.5  # measured 23.65
+    assert 23.5 < depth < 25.0  # measured 24.55 (23.65 before the sky-flat correction)
     t2o, o2t = _match(objects, truth, 0.5)
     sel = truth["inside"] & (truth["mag_r"] >= depth - 1.25) & (truth["mag_r"] < depth - 0.75)
     completeness = float((t2o[sel] >= 0).mean())
@@ -108,8 +110,10 @@ def test_completeness_one_magnitude_above_depth(products: dict[str, Any]) -> Non
     assert completeness >= 0.85, (completeness, int(sel.sum()))  # measured 0.94 (issue: ≥ 0.9 on small)
     bright = truth["inside"] & (truth["mag_r"] < depth - 2)
     assert (t2o[bright] >= 0).mean() >= 0.95  # measured 0.99
-    faint = truth["inside"] & (truth["mag_r"] > depth + 1)
-    assert (t2o[faint] >= 0).mean() < 0.2  # below the depth the detections must stop (measured 0.01)
+    # below the depth the detections must stop (the sky model ends at r = 25.5, so look 0.75 mag down)
+    faint = truth["inside"] & (truth["mag_r"] > depth + 0.75)
+    assert faint.sum() >= 10
+    assert (t2o[faint] >= 0).mean() < 0.4
     # purity: Objects brighter than the depth have a truth counterpart within 0.5″
     rmag = -2.5 * np.log10(np.asarray(objects["r_psfFlux"], float)) + 31.4
     real = rmag < depth - 0.5

@@ -40,7 +40,8 @@ def test_metrics_on_tiny_within_loose_bounds(release: tuple[Path, Any]) -> None:
     assert m["AM1"][0] < 30, m["AM1"]  # measured 16.5 mas (design 10 mas, on small)
     assert m["PA1"][0] < 30, m["PA1"]  # measured 15.9 mmag (design 5 mmag, on small)
     assert m["completeness_r19_20"][0] >= 0.8  # measured 1.00
-    assert m["completeness_r24_25"][0] < 0.3  # below the single-visit depth it must fall (measured 0.02)
+    # at the coadd depth (r ≈ 24.5) it must fall: measured 0.51 (0.02 with 0.9 mag shallower coadds)
+    assert m["completeness_r24_25"][0] < 0.75
     assert m["purity_r20_21"][0] >= 0.8  # measured 1.00
     assert m["star_galaxy_accuracy"][0] >= 0.7  # measured 0.82
     assert m["AA1_truth"][0] < 100  # measured 56 mas (positions extrapolated back to J2016.0)
