@@ -3,7 +3,10 @@
 Usage (after ``pachon prompt templates`` and ``pachon prompt run`` on a simulated repo)::
 
     .venv/bin/python benchmarks/prompt/score_prompt.py --repo /work/small/prompt-repo [--json out.json]
-        [--misses misses.ecsv] [--false false.ecsv]
+        [--misses misses.ecsv] [--false false.ecsv] [--rescore]
+
+``--rescore`` scores a retrained classifier (``pachon prompt train``) on the stored DiaSources
+without processing the visits again.
 
 Prints astrometric residuals vs the true WCS, the zero-point error, SN + asteroid completeness at true
 SNR ≥ 10 and 5–10 (with every miss's cause, per class and SNR bin), false DIA sources per 4k detector
@@ -34,12 +37,30 @@ def main() -> None:
     )
     parser.add_argument("--repo", required=True, help="a processed repo (templates built, visits run)")
     parser.add_argument("--rb-threshold", type=float, default=0.5)
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="re-score the stored DiaSources' features with the repo's current real/bogus model (after "
+        "`pachon prompt train`) instead of their stored reliability; association figures are not redone",
+    )
     parser.add_argument("--json", help="write the figures here as JSON")
     parser.add_argument("--misses", help="write every scored truth object and its outcome (ECSV)")
     parser.add_argument("--false", dest="false_path", help="write the false positives (ECSV)")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    score = score_repo(args.repo, rb_threshold=args.rb_threshold)
+    model = None
+    if args.rescore:
+        from pachon.core.repo import DataRepository
+        from pachon.pipelines.prompt.pipeline import load_rb_model
+        from pachon.pipelines.prompt.realbogus import RealBogusModel
+
+        stored = load_rb_model(DataRepository.open(args.repo))
+        if stored is None:
+            parser.error(
+                f"{args.repo}: no real_bogus_model to re-score with; run `pachon prompt train` first"
+            )
+        model = RealBogusModel.from_dict(stored)
+    score = score_repo(args.repo, rb_threshold=args.rb_threshold, model=model)
     print(score.summary())
     astro = astrometry_residuals(args.repo)
     zp = zero_point_offsets(args.repo)
