@@ -34,6 +34,9 @@ RB_FEATURES = (
     "rb_size_ratio",
     "rb_elongation",
     "rb_log_tmpl_snr",
+    "rb_tmpl_chi2",
+    "rb_sci_chi2",
+    "rb_host_extendedness",
     "rb_flux_ratio",
     "rb_bright_neighbour",
     "rb_masked_fraction",
@@ -50,7 +53,17 @@ bright there (the earlier science-SNR feature made the classifier reject bright 
 ``rb_chi2`` is the better of a PSF fit and a trailed-PSF fit (a line segment along the footprint's
 major axis, its length from the second moments), so a moving object's trail is not taken for a
 badly subtracted blob; ``rb_elongation`` (major/minor axis) lets the model tell trails from
-round residuals.
+round residuals. ``rb_tmpl_chi2`` is the same normalised χ² of a PSF fit on the *template* at the
+source's position: a galaxy (an SN's host) fits a PSF badly, a star well, and a template defect (a
+star's core clipped in the coadd) very badly, so it tells a change on a galaxy core from a star's
+subtraction residual, which ``rb_flux_ratio`` alone cannot at a few percent of the host's flux.
+The template fit also suffers from the template's narrower PSF on bright stars, so
+``rb_sci_chi2`` (the same on the science image, whose PSF the model is) and ``rb_host_extendedness``
+(the visit's own star/galaxy call for the direct-image source within one FWHM, 0.5 when there is
+none) say more directly whether the change sits on a galaxy. ``rb_bright_neighbour`` still counts
+galaxies too (a bright galaxy's core residual is as bogus as a star's); the trees learn from
+``rb_host_extendedness`` when a bright extended neighbour is the host of a real change. A BAD-pixel
+neighbour now counts in ``rb_flagged`` (columns next to bad ones leave bright artefacts).
 """
 
 
@@ -295,6 +308,8 @@ def _measure(
             "pixelFlags_suspect": near("SUSPECT"),
             "pixelFlags_suspectCenter": center("SUSPECT"),
             "rb_dipole_ratio": dip_ratio,
+            "rb_tmpl_chi2_raw": np.asarray(tmp["chi2"]),
+            "rb_sci_chi2_raw": np.asarray(sci["chi2"]),
             "rb_masked_fraction": np.asarray(phot["maskedFraction"]),
             "rb_peak_offset": np.hypot(x - np.asarray(objs["x"]), y - np.asarray(objs["y"])),
         }
@@ -424,6 +439,17 @@ def _add_features(table: Table, psf: PsfModel, direct_sources: Table | None) -> 
     # variable star is not a bad fit; ε = 5 % (the pixelized model's residual on bright stars here)
     model_error = 1.0 + (0.05 * snr) ** 2
     table["rb_chi2"] = np.log10(np.clip(np.minimum(psf_chi2, trail_chi2) / model_error, 0.1, 1e4))
+    tmpl_snr_abs = np.abs(
+        np.nan_to_num(np.asarray(table["templateFlux"], float) / np.asarray(table["templateFluxErr"], float))
+    )
+    tmpl_chi2 = np.nan_to_num(np.asarray(table["rb_tmpl_chi2_raw"], float), nan=1.0)
+    table["rb_tmpl_chi2"] = np.log10(np.clip(tmpl_chi2 / (1.0 + (0.05 * tmpl_snr_abs) ** 2), 0.1, 1e4))
+    sci_snr_abs = np.abs(
+        np.nan_to_num(np.asarray(table["scienceFlux"], float) / np.asarray(table["scienceFluxErr"], float))
+    )
+    sci_chi2 = np.nan_to_num(np.asarray(table["rb_sci_chi2_raw"], float), nan=1.0)
+    table["rb_sci_chi2"] = np.log10(np.clip(sci_chi2 / (1.0 + (0.05 * sci_snr_abs) ** 2), 0.1, 1e4))
+    del table["rb_tmpl_chi2_raw"], table["rb_sci_chi2_raw"]
     size = (
         (np.asarray(table["ixx"]) + np.asarray(table["iyy"]))
         / max(float(table["ixxPSF"][0] + table["iyyPSF"][0]), 1e-3)
@@ -459,11 +485,20 @@ def _add_features(table: Table, psf: PsfModel, direct_sources: Table | None) -> 
                 ok, np.log10(dsnr[sel][j]) * np.exp(-np.where(ok, d, 0) / (1.5 * psf.fwhm)), 0.0
             )
     table["rb_bright_neighbour"] = bright
+    host_ext = np.full(n, 0.5)
+    if direct_sources is not None and len(direct_sources) and n and "extendedness" in direct_sources.colnames:
+        dist, idx = cKDTree(
+            np.column_stack([np.asarray(direct_sources["x"]), np.asarray(direct_sources["y"])])
+        ).query(np.column_stack([table["x"], table["y"]]))
+        ext = np.nan_to_num(np.asarray(direct_sources["extendedness"], float), nan=0.5)
+        host_ext = np.where(dist < psf.fwhm, ext[np.minimum(idx, len(ext) - 1)], 0.5)
+    table["rb_host_extendedness"] = host_ext
     table["rb_flagged"] = (
         np.asarray(table["pixelFlags_cr"], dtype=float)
         + np.asarray(table["pixelFlags_interpolated"], dtype=float)
         + np.asarray(table["pixelFlags_saturated"], dtype=float)
         + np.asarray(table["pixelFlags_nodata"], dtype=float)
+        + np.asarray(table["pixelFlags_bad"], dtype=float)
     )
 
 

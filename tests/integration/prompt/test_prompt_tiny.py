@@ -4,18 +4,28 @@ Scores exclude the template and real/bogus training visits (their DIA sources we
 training or are in the template). The DIA figures come from :mod:`pachon.pipelines.prompt.scoring`
 (also behind ``benchmarks/prompt/score_prompt.py``), which says for every truth object how it was
 found or lost and for every false positive its likely cause. Figures are printed (``pytest -s``).
+
+Completeness is also measured on ~1200 supernova-like fakes injected into three of the scored
+(held-out) visits and scored the same way (``fakes`` fixture): the simulation holds only 26 SNe and
+asteroids at true SNR ≥ 10, too few to resolve a 95 % point (one miss is 4 %).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from astropy.table import Table
 from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
 from pachon.core.repo import DataRepository
 from pachon.pipelines.prompt.pipeline import list_exposures, prompt_run
-from pachon.pipelines.prompt.scoring import association_purity, score_repo, variables_recovered
+from pachon.pipelines.prompt.scoring import (
+    association_purity,
+    fake_completeness,
+    score_repo,
+    variables_recovered,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -140,10 +150,10 @@ def test_transient_completeness_regression(score) -> None:  # type: ignore[no-un
 
 
 @pytest.mark.xfail(
-    reason="acceptance half met on tiny (scoring, 44 detector-visits): 0.95 at true SNR ≥ 10 (18/19; one SN "
-    "on a galaxy core cut by real/bogus) but 0.36 at 5–10 (4/11: 3 SNe at true SNR 5–6 not detected, 4 SNe "
-    "on galaxy cores or fading out of the template cut by real/bogus): the classifier, trained on ~20 bogus "
-    "examples, cannot yet tell a faint change on a bright core from a star's residual; see the prompt report",
+    reason="acceptance not yet met on tiny (scoring, 44 detector-visits, boosted-tree real/bogus): 0.92 at "
+    "true SNR ≥ 10 (24/26: SNe on galaxy cores cut by real/bogus) and 0.41 at 5–10 (7/17: 4 SNe at true "
+    "SNR 5–6 not detected or offset, the rest on galaxy cores cut by real/bogus); held-out injected fakes "
+    "agree (test_injected_transient_completeness: sky 0.96, trailed 0.99, galaxy cores 0.74 at SNR ≥ 10)",
     strict=False,
 )
 def test_transient_completeness_acceptance(score) -> None:  # type: ignore[no-untyped-def]
@@ -179,3 +189,70 @@ def test_variable_stars_recovered(ctx) -> None:  # type: ignore[no-untyped-def]
     )
     assert n > 0
     assert found >= 1
+
+
+@pytest.fixture(scope="module")
+def fakes(ctx):  # type: ignore[no-untyped-def]
+    """SN-like fakes on held-out visits, scored like truth: 100 per detector-visit on 3 scored visits.
+
+    Held out: the real/bogus model never saw these visits (it trains on the first non-template
+    visit per band), and these fakes come from a different seed and a different mix than the
+    training fakes: point sources on empty sky, on *galaxy* cores (30 % fading out of the template)
+    and trailed like asteroids, at PSF SNR 3–60. ~1200 fakes resolve the 95 % point that the 19
+    simulated SNe and asteroids at true SNR ≥ 10 cannot (18/19 = 0.947).
+    """
+    from astropy.table import vstack
+
+    from pachon.pipelines.prompt.config import PromptConfig
+    from pachon.pipelines.prompt.parallel import detector_map
+    from pachon.pipelines.prompt.pipeline import load_rb_model
+    from pachon.pipelines.prompt.scoring import score_injected
+
+    rb = load_rb_model(ctx["repo"])
+    assert rb is not None, "the processed tiny repo has no real/bogus model"
+    config_json = PromptConfig().model_dump_json()
+    chosen = ctx["scored"][:: max(1, len(ctx["scored"]) // 3)][:3]
+    jobs = [
+        (str(ctx["path"]), e, det, config_json, rb, 9000 + i)
+        for i, e in enumerate(chosen)
+        for det in ctx["reports"][e.id].detectors_ok
+    ]
+    with detector_map(2) as mapper:
+        tables = [t for t in mapper(score_injected, jobs) if isinstance(t, Table)]
+    return vstack(tables)
+
+
+def _fake_figures(fakes) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    kind = np.asarray(fakes["kind"])
+    hi, n_hi = fake_completeness(fakes, 10.0)
+    mid, n_mid = fake_completeness(fakes, 5.0, 10.0)
+    low, n_low = fake_completeness(fakes, 3.0, 5.0)
+    by_kind = {k: fake_completeness(fakes[kind == k], 10.0)[0] for k in ("sky", "host", "trail")}
+    point, n_point = fake_completeness(fakes[kind != "host"], 10.0)
+    print(
+        f"injected transients on held-out visits: {hi:.3f} at SNR ≥ 10 (n={n_hi}), {mid:.3f} at 5–10 "
+        f"(n={n_mid}), {low:.3f} at 3–5 (n={n_low}); at SNR ≥ 10 by kind {by_kind}"
+    )
+    return {"hi": hi, "n_hi": n_hi, "mid": mid, "n_mid": n_mid, "point": point, "n_point": n_point}
+
+
+def test_injected_transients_on_empty_sky_and_trailed_are_found(fakes) -> None:  # type: ignore[no-untyped-def]
+    """Regression guard: held-out fakes away from galaxies (new point sources, asteroid trails) at SNR ≥ 10."""
+    f = _fake_figures(fakes)
+    assert f["n_point"] >= 200
+    assert f["point"] >= 0.93  # measured 0.96 on empty sky, 0.99 trailed
+    assert f["hi"] >= 0.85  # all kinds, galaxy cores included (measured 0.90)
+
+
+@pytest.mark.xfail(
+    reason="galaxy cores limit it: held-out fakes 0.90 at SNR ≥ 10 (n=488; sky 0.96, trailed 0.99, on galaxy "
+    "cores 0.74) and 0.55 at 5–10 (n=250): the classifier still takes a faint change on a galaxy core for a "
+    "core residual",
+    strict=False,
+)
+def test_injected_transient_completeness(fakes) -> None:  # type: ignore[no-untyped-def]
+    """Issue 5's completeness on held-out injected transients: ≥ 95 % at SNR ≥ 10, ≥ 50 % at 5–10."""
+    f = _fake_figures(fakes)
+    assert f["n_hi"] >= 300 and f["n_mid"] >= 100
+    assert f["hi"] >= 0.95
+    assert f["mid"] >= 0.5
