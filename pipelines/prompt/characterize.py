@@ -39,13 +39,6 @@ def plane_bits(*names: str) -> int:
 BAD_BITS = plane_bits("BAD", "SAT", "NO_DATA")
 """Pixels that carry no usable flux (interpolated CRs are usable for detection, not for PSF stars)."""
 
-ILLUMINATION_BOX = 64
-"""Mesh (px) of the sky-based flat-field correction
-(:func:`~pachon.pipelines.prompt.measure.estimate_illumination`); 0 turns it off. A
-``CharacterizeConfig.illumination_box`` field, when the config has one, overrides it."""
-ILLUMINATION_ORDER = 1
-"""Polynomial order of the sky itself over one detector (``CharacterizeConfig.illumination_order``)."""
-
 
 class CharacterizeError(RuntimeError):
     """Too little signal to characterize the image (no stars for a PSF, empty detection)."""
@@ -110,16 +103,11 @@ def characterize(
     )
     mask = np.asarray(exposure.mask)
     bad = (mask & BAD_BITS) != 0
-    illum_box = int(getattr(config, "illumination_box", ILLUMINATION_BOX))
     illum = (
         estimate_illumination(
-            image,
-            bad,
-            variance,
-            box=illum_box,
-            order=int(getattr(config, "illumination_order", ILLUMINATION_ORDER)),
+            image, bad, variance, box=config.illumination_box, order=config.illumination_order
         )
-        if illum_box > 0
+        if config.illumination_box > 0
         else None
     )
     if illum is not None:  # the flat's error, measured on the sky: divide it out of image and variance
@@ -227,7 +215,10 @@ def characterize(
     out.meta["PSF_FWHM"] = (psf.fwhm, "PSF FWHM in pixels (pixelized model)")
     out.meta["PSF_NSTR"] = (psf.n_stars, "stars in the PSF model")
     out.meta["BGMEAN"] = (float(np.median(background)), "median background subtracted")
-    out.meta["ILLUMBOX"] = (illum_box if illum is not None else 0, "sky-flat correction mesh (px; 0: none)")
+    out.meta["ILLUMBOX"] = (
+        config.illumination_box if illum is not None else 0,
+        "sky-flat correction mesh (px; 0: none)",
+    )
     out.meta["ILLUMRMS"] = (
         float(np.std(illum[::4, ::4])) if illum is not None else 0.0,
         "rms of the sky-flat correction divided out",

@@ -51,6 +51,14 @@ class CharacterizeConfig(_Config):
 
     background_box: int = 128
     background_filter: int = 3
+    illumination_box: int = Field(
+        default=64,
+        description="mesh (px) of the sky-based flat-field (illumination) correction applied before the "
+        "background; 0 turns it off",
+    )
+    illumination_order: int = Field(
+        default=1, description="polynomial order of the sky itself across one detector (the rest is the flat)"
+    )
     detect_threshold: float = Field(default=5.0, description="detection threshold in matched-filter sigma")
     min_area: int = 5
     psf_stamp: int = Field(default=25, description="PSF stamp size in pixels (odd)")

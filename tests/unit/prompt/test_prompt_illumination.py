@@ -16,8 +16,8 @@ import pytest
 from scipy.spatial import cKDTree
 
 from pachon.core.image import Exposure
-from pachon.pipelines.prompt import characterize as characterize_module
 from pachon.pipelines.prompt.characterize import characterize
+from pachon.pipelines.prompt.config import CharacterizeConfig
 from pachon.pipelines.prompt.measure import estimate_background, estimate_illumination
 from pachon.pipelines.prompt.testing import moffat_stamp
 
@@ -101,12 +101,14 @@ def test_dividing_by_it_flattens_the_sky(scene: dict[str, np.ndarray]) -> None:
             assert rms < limit
 
 
-def _aperture_mag_errors(scene: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+def _aperture_mag_errors(
+    scene: dict[str, np.ndarray], config: CharacterizeConfig | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
     """Aperture magnitudes of isolated S/N > 100 stars after :func:`characterize` − truth (median removed),
     the flat error at each star, the photon-noise errors, and the characterized exposure's header."""
     exposure = Exposure(scene["image"], unit="electron", mask=np.zeros((N, N), np.int32))
     exposure.variance = scene["variance"]
-    char = characterize(exposure, seeing_px=4.0)
+    char = characterize(exposure, config=config, seeing_px=4.0)
     src = char.sources
     truth = np.column_stack([scene["x"], scene["y"]])
     d, j = cKDTree(truth).query(np.column_stack([src["x"], src["y"]]))
@@ -118,14 +120,11 @@ def _aperture_mag_errors(scene: dict[str, np.ndarray]) -> tuple[np.ndarray, np.n
     return dm - np.median(dm), err_at, 1.0857 / snr[ok], char.exposure.meta
 
 
-def test_star_fluxes_are_corrected_through_characterize(
-    scene: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_star_fluxes_are_corrected_through_characterize(scene: dict[str, np.ndarray]) -> None:
     dm, err_at, photon, meta = _aperture_mag_errors(scene)
     assert meta["ILLUMBOX"] == 64
     assert 0.003 < meta["ILLUMRMS"] < 0.007
-    monkeypatch.setattr(characterize_module, "ILLUMINATION_BOX", 0)
-    dm0, err0, _, meta0 = _aperture_mag_errors(scene)
+    dm0, err0, _, meta0 = _aperture_mag_errors(scene, CharacterizeConfig(illumination_box=0))
     assert meta0["ILLUMBOX"] == 0
     print(
         f"{len(dm)} stars: aperture mag rms {dm.std() * 1000:.1f} mmag "
