@@ -91,17 +91,57 @@ def _gauss(fwhm: float, size: int) -> np.ndarray:
     return g / g.sum()
 
 
-def _sigma_flux(var: np.ndarray, bad: np.ndarray, psf: np.ndarray, x: float, y: float) -> float:
-    """1/√(Σ P²/V) over the unmasked pixels of a PSF stamp centred at the nearest pixel."""
-    size = psf.shape[0]
+def _stamp_bounds(
+    size: int, shape: tuple[int, ...], x: float, y: float
+) -> tuple[tuple[int, int, int, int], tuple[slice, slice]]:
+    """Image bounds ``(x0, x1, y0, y1)`` of a ``size``² stamp centred on the pixel nearest (x, y), clipped to
+    an image of ``shape``, and the slices of the stamp that fall inside it."""
     half = size // 2
-    ny, nx = var.shape
+    ny, nx = shape[0], shape[1]
     ix, iy = round(x), round(y)
     x0, x1 = max(ix - half, 0), min(ix + half + 1, nx)
     y0, y1 = max(iy - half, 0), min(iy + half + 1, ny)
+    return (x0, x1, y0, y1), (slice(y0 - iy + half, y1 - iy + half), slice(x0 - ix + half, x1 - ix + half))
+
+
+def _outcome(
+    x: float,
+    y: float,
+    radius: float,
+    bad: np.ndarray,
+    edge_margin: int,
+    all_tree: cKDTree | None,
+    kept_tree: cKDTree | None,
+) -> str:
+    """Why a truth object or fake at (x, y) was found or lost — one definition for both scorers.
+
+    ``edge`` (too close to the border to be measured), ``found`` (a DIA source kept by real/bogus within
+    ``radius``), ``rejected_rb`` (detected there but cut by real/bogus), ``masked`` (bad pixels within 2 px),
+    ``offset`` (the nearest detection is 1–3 radii away), else ``not_detected``."""
+    ny, nx = bad.shape
+    if not (edge_margin <= x < nx - edge_margin and edge_margin <= y < ny - edge_margin):
+        return "edge"
+    iy, ix = round(y), round(x)
+    near_bad = bool(bad[max(iy - 2, 0) : iy + 3, max(ix - 2, 0) : ix + 3].any())
+    d_all = all_tree.query([x, y])[0] if all_tree is not None else np.inf
+    d_kept = kept_tree.query([x, y])[0] if kept_tree is not None else np.inf
+    if d_kept < radius:
+        return "found"
+    if d_all < radius:
+        return "rejected_rb"
+    if near_bad:
+        return "masked"
+    if d_all < 3 * radius:
+        return "offset"
+    return "not_detected"
+
+
+def _sigma_flux(var: np.ndarray, bad: np.ndarray, psf: np.ndarray, x: float, y: float) -> float:
+    """1/√(Σ P²/V) over the unmasked pixels of a PSF stamp centred at the nearest pixel."""
+    (x0, x1, y0, y1), stamp = _stamp_bounds(psf.shape[0], var.shape, x, y)
     if x1 <= x0 or y1 <= y0:
         return float("nan")
-    p = psf[y0 - iy + half : y1 - iy + half, x0 - ix + half : x1 - ix + half]
+    p = psf[stamp]
     v = var[y0:y1, x0:x1]
     ok = ~bad[y0:y1, x0:x1] & np.isfinite(v) & (v > 0)
     denom = float((p[ok] ** 2 / v[ok]).sum())
@@ -111,14 +151,8 @@ def _sigma_flux(var: np.ndarray, bad: np.ndarray, psf: np.ndarray, x: float, y: 
 def _forced_flux(
     diff: np.ndarray, var: np.ndarray, bad: np.ndarray, psf: np.ndarray, x: float, y: float
 ) -> float:
-    size = psf.shape[0]
-    half = size // 2
-    ny, nx = diff.shape
-    ix, iy = round(x), round(y)
-    x0, x1 = max(ix - half, 0), min(ix + half + 1, nx)
-    y0, y1 = max(iy - half, 0), min(iy + half + 1, ny)
-    p = ndimage.shift(psf, (y - iy, x - ix), order=1, mode="constant")
-    p = p[y0 - iy + half : y1 - iy + half, x0 - ix + half : x1 - ix + half]
+    (x0, x1, y0, y1), stamp = _stamp_bounds(psf.shape[0], diff.shape, x, y)
+    p = ndimage.shift(psf, (y - round(y), x - round(x)), order=1, mode="constant")[stamp]
     d = diff[y0:y1, x0:x1]
     v = var[y0:y1, x0:x1]
     ok = ~bad[y0:y1, x0:x1] & np.isfinite(v) & (v > 0)
@@ -445,23 +479,7 @@ def score_repo(
                 sigma_g = _sigma_flux(var, bad, _gauss(diff_fwhm, 31), x, y) * noise
                 radius = r_m + tlen / 2
                 real_xy.append((x, y, radius + r_m, tid))
-                if not (edge_margin <= x < nx - edge_margin and edge_margin <= y < ny - edge_margin):
-                    outcome = "edge"
-                else:
-                    iy, ix = round(y), round(x)
-                    near_bad = bad[max(iy - 2, 0) : iy + 3, max(ix - 2, 0) : ix + 3].any()
-                    d_all, i_all = all_tree.query([x, y]) if all_tree is not None else (np.inf, -1)
-                    d_kept = kept_tree.query([x, y])[0] if kept_tree is not None else np.inf
-                    if d_kept < radius:
-                        outcome = "found"
-                    elif d_all < radius:
-                        outcome = "rejected_rb"
-                    elif near_bad:
-                        outcome = "masked"
-                    elif d_all < 3 * radius:
-                        outcome = "offset"
-                    else:
-                        outcome = "not_detected"
+                outcome = _outcome(x, y, radius, bad, edge_margin, all_tree, kept_tree)
                 forced = _forced_flux(d_img, var, bad, psf, x, y) / sigma if np.isfinite(sigma) else np.nan
                 d_all, i_all = all_tree.query([x, y]) if all_tree is not None else (np.inf, -1)
                 hits["class"].append(cls)
@@ -582,10 +600,8 @@ def score_fakes(
     ``rb_threshold``) within ``match_radius_px`` plus half the trail, then ``rejected_rb``,
     ``masked``, ``offset``, ``not_detected`` and ``edge`` as there.
     """
-    d_img = np.asarray(difference.data, dtype=float)
     var = np.asarray(difference.variance, dtype=float)
     bad = (np.asarray(difference.mask) & _UNUSABLE) != 0
-    ny, nx = d_img.shape
     noise = float(difference.meta.get("DIFNOISE", 1.0))
     edge_margin = 10 + 12  # kernel half-width + PSF radius, as in score_repo
     rel = np.nan_to_num(np.asarray(dia["reliability"], dtype=float), nan=1.0) if len(dia) else np.zeros(0)
@@ -611,23 +627,7 @@ def score_fakes(
                 profile += shifted / steps
         sigma = _sigma_flux(var, bad, profile / profile.sum(), x, y) * noise
         radius = match_radius_px + length / 2
-        if not (edge_margin <= x < nx - edge_margin and edge_margin <= y < ny - edge_margin):
-            outcome = "edge"
-        else:
-            iy, ix = round(y), round(x)
-            near_bad = bad[max(iy - 2, 0) : iy + 3, max(ix - 2, 0) : ix + 3].any()
-            d_all = all_tree.query([x, y])[0] if all_tree is not None else np.inf
-            d_kept = kept_tree.query([x, y])[0] if kept_tree is not None else np.inf
-            if d_kept < radius:
-                outcome = "found"
-            elif d_all < radius:
-                outcome = "rejected_rb"
-            elif near_bad:
-                outcome = "masked"
-            elif d_all < 3 * radius:
-                outcome = "offset"
-            else:
-                outcome = "not_detected"
+        outcome = _outcome(x, y, radius, bad, edge_margin, all_tree, kept_tree)
         rows.append((str(f["kind"]), x, y, flux, abs(flux) / sigma if sigma > 0 else np.nan, length, outcome))
     names = ("kind", "x", "y", "flux", "snr", "trail_px", "outcome")
     if not rows:
