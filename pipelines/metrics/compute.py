@@ -141,6 +141,12 @@ def pa1(sources: Table, extended: dict[int, bool], *, min_snr: float = 100.0) ->
     return (float(np.median(rms)), len(rms)) if rms else (float("nan"), 0)
 
 
+def _pa1_bands(table: Table) -> Table:
+    """The rows in the SRD's PA1 bands (g, r, i), or every row when a release has none of them."""
+    gri = np.isin(np.asarray(table["band"]).astype(str), ["g", "r", "i"])
+    return table[gri] if gri.any() else table
+
+
 def pulls(fit: np.ndarray, err: np.ndarray, truth: np.ndarray, clip: float = 5.0) -> tuple[float, float, int]:
     """Mean and standard deviation of (fit − truth)/err over finite values with |pull| < clip."""
     p = (fit - truth) / err
@@ -279,17 +285,14 @@ def compute_release_metrics(
     out["AM1"] = (
         headline, "mas", "AM1 of the worse of the r and i bands (the SRD's bands; per band as faro computes it)"
     )  # fmt: skip
-    gri = np.isin(bands, ["g", "r", "i"])
-    value, n = pa1(sources[gri] if gri.any() else sources, extended, min_snr=pa1_min_snr)
+    value, n = pa1(_pa1_bands(sources), extended, min_snr=pa1_min_snr)
     out["PA1"] = (
         value, "mmag", f"median rms of point-source mags in g, r, i (the SRD's PA1 bands), S/N>{pa1_min_snr:g} "
         f"({n} star-bands)",
     )  # fmt: skip
 
     if len(forced) and {"objectId", "band", "psfFlux", "psfFluxErr"} <= set(forced.colnames):
-        fbands = np.asarray(forced["band"]).astype(str)
-        fgri = np.isin(fbands, ["g", "r", "i"])
-        value, n = pa1(forced[fgri] if fgri.any() else forced, extended, min_snr=pa1_min_snr)
+        value, n = pa1(_pa1_bands(forced), extended, min_snr=pa1_min_snr)
         out["PA1_forced"] = (
             value, "mmag", f"PA1 of the ForcedSource PSF fluxes (Object positions on every visit) in g, r, i, "
             f"S/N>{pa1_min_snr:g} ({n} star-bands)",
