@@ -580,6 +580,26 @@ def write_detector(repo: DataRepository, outcome: DetectorOutcome, run: str) -> 
         raise
 
 
+def _as_stored(repo: DataRepository, outcome: DetectorOutcome, run: str) -> tuple[Exposure, Exposure]:
+    """The detector's visit and difference images as the repo now holds them (read back).
+
+    Processed images are stored tile-compressed with their float planes quantized at σ/16
+    (:mod:`pachon.core.image`); association's forced photometry and the alert cutouts use these
+    pixels, so that an alert's cutouts equal the archived images and :func:`live.recover_alerts`
+    rebuilds identical packets from the repo. Reading back costs a decompression, not a compression.
+    Should the read fail, the in-memory images serve (the products are written either way).
+    """
+    assert outcome.visit_image is not None and outcome.difference is not None
+    data_id = {"visit": outcome.visit, "detector": outcome.detector}
+    try:
+        return (
+            repo.get("visit_image", collections=run, **data_id),
+            repo.get("difference_image", collections=run, **data_id),
+        )
+    except Exception:
+        return outcome.visit_image, outcome.difference
+
+
 def _storable(table: Table | None) -> Table | None:
     if table is None:
         return None
@@ -645,6 +665,7 @@ def run_visit(
         except Exception as exc:
             report.failures[o.detector] = f"write: {type(exc).__name__}: {exc}"
             continue
+        o.visit_image, o.difference = _as_stored(repo, o, run)
         good.append(o)
         report.detectors_ok.append(o.detector)
     report.stage_seconds["write"] = time.perf_counter() - t0

@@ -181,7 +181,10 @@ class FitsCompression:
         Compression of the quantized (integer) planes and of the mask: ``RICE_1`` (fast, the
         fpack default) or ``GZIP_2``.
     tile_rows
-        Rows per tile (whole rows, as fpack does: a cutout decompresses only the rows it spans).
+        Rows per tile, tiles spanning whole rows: a cutout decompresses only the bands of rows it
+        spans. 16 rather than fpack's single rows: astropy compresses tile by tile in Python, and
+        16-row tiles cut the write time of a 2k×2k image by a third (0.33 → 0.22 s CPU) and its
+        size by 2 % (measured, ``benchmarks/core/bench_fits_compression.py``).
 
     Examples
     --------
@@ -192,7 +195,7 @@ class FitsCompression:
     image_quantize: float | None = 16.0
     variance_quantize: float | None = 1024.0
     algorithm: str = "RICE_1"
-    tile_rows: int = 1
+    tile_rows: int = 16
 
     def __post_init__(self) -> None:
         if self.algorithm not in ("RICE_1", "GZIP_1", "GZIP_2"):
@@ -239,12 +242,22 @@ def _noise_sigma(variance: np.ndarray | None) -> float | None:
     return float(np.sqrt(np.median(good)))
 
 
+def _tile(data: np.ndarray, compression: FitsCompression) -> tuple[int, ...] | None:
+    """Whole-row tiles of ``compression.tile_rows`` rows (astropy's default for other shapes)."""
+    return (min(compression.tile_rows, data.shape[0]), data.shape[1]) if data.ndim == 2 else None
+
+
 def _float_hdu(
-    data: np.ndarray, header: fits.Header, name: str | None, step: float | None, q: float | None, algo: str
+    data: np.ndarray,
+    header: fits.Header,
+    name: str | None,
+    step: float | None,
+    q: float | None,
+    compression: FitsCompression,
 ) -> fits.CompImageHDU:
     """A float plane: quantized with an absolute ``step`` (or per-tile noise/``q``), or lossless."""
-    tile = (1, data.shape[1]) if data.ndim == 2 else None
-    common: dict[str, Any] = {"header": header, "name": name, "tile_shape": tile}
+    algo = compression.algorithm
+    common: dict[str, Any] = {"header": header, "name": name, "tile_shape": _tile(data, compression)}
     if step is not None and step > 0 and np.isfinite(step):
         # A negative level is the absolute step (FITS tiled-image convention, cfitsio/astropy).
         return fits.CompImageHDU(
@@ -307,17 +320,27 @@ def write_fits(
         if data.dtype.kind == "f":
             sigma = _noise_sigma(variance) if compression.image_quantize is not None else None
             step = None if sigma is None else sigma / float(compression.image_quantize)  # type: ignore[arg-type]
-            hdus.append(
-                _float_hdu(data, header, "IMAGE", step, compression.image_quantize, compression.algorithm)
-            )
+            hdus.append(_float_hdu(data, header, "IMAGE", step, compression.image_quantize, compression))
         else:  # integer images (none today) compress losslessly as they are
             hdus.append(
-                fits.CompImageHDU(data, header=header, name="IMAGE", compression_type=compression.algorithm)
+                fits.CompImageHDU(
+                    data,
+                    header=header,
+                    name="IMAGE",
+                    compression_type=compression.algorithm,
+                    tile_shape=_tile(data, compression),
+                )
             )
         mask_header = _mask_header()
         mask_header.extend(_wcs_header(exposure), update=True)
         hdus.append(
-            fits.CompImageHDU(mask, header=mask_header, name="MASK", compression_type=compression.algorithm)
+            fits.CompImageHDU(
+                mask,
+                header=mask_header,
+                name="MASK",
+                compression_type=compression.algorithm,
+                tile_shape=_tile(mask, compression),
+            )
         )
         if variance is not None:
             var = np.asarray(variance)
@@ -328,7 +351,7 @@ def write_fits(
                 noise = _noise_sigma(var)
                 var_step = None if noise is None else noise**2 / compression.variance_quantize
             # without a positive variance to scale from, keep the plane lossless (q=None)
-            hdus.append(_float_hdu(var, var_header, "UNCERT", var_step, None, compression.algorithm))
+            hdus.append(_float_hdu(var, var_header, "UNCERT", var_step, None, compression))
     fits.HDUList(hdus).writeto(target, overwrite=True, output_verify="exception", checksum=False)
 
 

@@ -117,6 +117,8 @@ def test_compressed_file_layout_and_size(tmp_path) -> None:
         assert hdul["IMAGE"].header["ZQUANTIZ"] == "SUBTRACTIVE_DITHER_2"
         assert "ZQUANTIZ" not in hdul["MASK"].header  # integers: lossless
         assert hdul["MASK"].header["ZBITPIX"] == 32
+        for name in ("IMAGE", "MASK", "UNCERT"):  # bands of 16 whole rows
+            assert (hdul[name].header["ZTILE1"], hdul[name].header["ZTILE2"]) == (320, 16)
     with fits.open(tmp_path / "c.fits") as hdul:
         # every plane carries the WCS (DS9 shows coordinates on the mask and variance too)
         for name in ("IMAGE", "MASK", "UNCERT"):
