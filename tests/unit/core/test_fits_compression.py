@@ -26,6 +26,7 @@ from pachon.core.image import (
     FitsCompression,
     ImageFormatError,
     read_fits,
+    read_fits_cutout,
     read_fits_header,
     write_fits,
 )
@@ -195,6 +196,24 @@ def test_cutout_of_a_compressed_image_is_valid_fits_with_the_right_wcs(tmp_path)
     ra, dec = exp.wcs.all_pix2world(x0 + 7.0, y0 + 11.0, 0)
     ra2, dec2 = stamp_wcs.all_pix2world(7.0, 11.0, 0)
     assert abs(ra - ra2) < 1e-9 and abs(dec - dec2) < 1e-9
+
+
+@pytest.mark.parametrize("compression", [None, LOSSY_COMPRESSION], ids=["plain", "lossy"])
+def test_read_fits_cutout_reads_the_window_with_a_shifted_wcs(tmp_path, compression) -> None:
+    exp = _exposure(10)
+    write_fits(exp, tmp_path / "c.fits", compression)
+    full = read_fits(tmp_path / "c.fits")
+    cut = read_fits_cutout(tmp_path / "c.fits", slice(90, 130), slice(300, 400))  # clipped at x = 320
+    assert cut.data.shape == (40, 20)
+    assert np.array_equal(cut.data, full.data[90:130, 300:320], equal_nan=True)
+    assert np.array_equal(cut.mask, full.mask[90:130, 300:320])
+    assert np.array_equal(cut.variance, full.variance[90:130, 300:320], equal_nan=True)
+    sky_cut = np.array(cut.wcs.all_pix2world(5.0, 7.0, 0))
+    sky_full = np.array(full.wcs.all_pix2world(305.0, 97.0, 0))
+    assert np.allclose(sky_cut, sky_full, rtol=0, atol=1e-10)
+    assert cut.meta["BAND"] == "r" and cut.unit == exp.unit
+    with pytest.raises(ImageFormatError, match="holds no pixel"):
+        read_fits_cutout(tmp_path / "c.fits", slice(500, 600), slice(0, 10))
 
 
 def test_without_a_usable_variance_the_image_uses_the_tile_noise(tmp_path) -> None:
