@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from astropy.table import Table, vstack
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from pachon.core.image import MASK_PLANES, Exposure
@@ -36,6 +37,7 @@ from pachon.pipelines.prompt.psf import PsfModel
 from pachon.pipelines.prompt.realbogus import RealBogusModel, fit_real_bogus
 
 _UNUSABLE = (1 << MASK_PLANES["NO_DATA"]) | (1 << MASK_PLANES["BAD"]) | (1 << MASK_PLANES["SAT"])
+_FLAGGED = _UNUSABLE | sum(1 << MASK_PLANES[p] for p in ("INTRP", "CR", "SUSPECT"))
 
 __all__ = [
     "TRAINING_INJECTOR",
@@ -52,23 +54,31 @@ class FakeInjector:
     """Adds ``n`` synthetic real sources to a calibrated science image, of three kinds.
 
     * a quarter **point sources on empty sky** (new transients);
-    * half **point sources on a detected source's core** — a galaxy (SN in its host) or a star (a
-      variable: half of these change by 10–100 % of the host's flux; 30 % fade, by at most 80 % of
-      it), offset by up to one FWHM — so the classifier sees real changes where subtraction residuals
-      also live;
+    * half **point sources on a detected source's core**, offset by up to one FWHM, so the
+      classifier sees real changes where subtraction residuals also live: a share ``galaxy_share``
+      on galaxies (an SN in its host, at the drawn SNR whatever the host's brightness, so every
+      SN/host contrast occurs), the rest on stars (a variable: half of these change by
+      ``min_variability``–100 % of the star's flux); a share ``negative_fraction`` of both fade
+      (by at most 80 % of the host's flux);
     * a quarter **trailed sources** (the PSF smeared along a 3–25 px segment at a random angle): asteroids move
       during the exposure, and a classifier trained on point sources only takes trails for artefacts.
+
+    **One fake per host, none within ``min_separation_fwhm`` FWHM of another.** Fakes drawn with
+    replacement piled up on the few galaxies of a small detector (on ``tiny``, 141 of 159 galaxy-core
+    fakes at SNR ≥ 10 shared their host with another fake): their DIA sources blended into one,
+    measured 2–6 px from each fake, and the fakes were scored ``offset`` (found 0.72 against 0.94
+    for galaxy-core fakes alone on their host), and in training the blends taught the classifier
+    odd "real" examples. When hosts run out, fewer host fakes are injected.
 
     PSF signal-to-noise is log-uniform between ``snr_min`` and ``snr_max`` (computed for the sky
     noise; trailed fakes get their flux scaled by √(1 + L/FWHM) so their detectability spans the same
     range). Returns one row per fake: ``x``, ``y``, ``flux`` (signed), ``snr``, ``kind``,
     ``trail`` (length in pixels) and ``angle`` (of the trail, radians).
 
-    ``fractions`` sets the shares of the three kinds; ``galaxy_hosts`` restricts hosts to extended
-    detections (PSF-to-aperture flux ratio below 0.85× the stellar one) and ``variable_hosts=False`` keeps the host
-    fakes' flux at the drawn SNR (no 10–100 % variable-star changes), which together make
-    supernova-like fakes on galaxy cores (a share ``negative_fraction`` of them fading out of the
-    template) for completeness tests on held-out visits.
+    ``fractions`` sets the shares of the three kinds; ``galaxy_hosts`` puts every host fake on an
+    extended detection (PSF-to-aperture flux ratio below 0.85× the stellar one): supernova-like
+    fakes on galaxy cores for completeness tests on held-out visits (``variable_hosts=False``
+    turns off the variable-star changes; it matters only for star hosts).
 
     ``n_shifted`` further *bogus* changes move a detected star by 0.2–1.5 px (its flux added at the
     new position and removed at the old one): the dipole a proper motion or a local registration
@@ -87,6 +97,8 @@ class FakeInjector:
     negative_fraction: float = 0.3
     n_shifted: int = 0
     min_variability: float = 0.1
+    galaxy_share: float = 0.5
+    min_separation_fwhm: float = 3.0
 
     def __call__(self, exposure: Exposure, psf: PsfModel) -> Table:
         from pachon.pipelines.prompt.measure import detect
@@ -113,8 +125,18 @@ class FakeInjector:
             & (objs["y"] < ny - margin)
         )
         usable = inside & (objs["flag"] == 0)
+        # no host next to flagged pixels: a bad column's bright edge is detected like a star, and a
+        # fake put on it (or its shift) relabelled that artefact real or ambiguous in every training
+        # run (on ``tiny`` the bad-column pairs, most of nature's bogus there, never reached training)
+        flagged = (np.asarray(exposure.mask) & _FLAGGED) != 0
+        if flagged.any() and len(objs):
+            reach = int(np.ceil(2 * psf.fwhm))
+            near_flag = ndimage.maximum_filter(flagged, size=2 * reach + 1)
+            ox = np.clip(np.round(np.asarray(objs["x"], float)).astype(int), 0, nx - 1)
+            oy = np.clip(np.round(np.asarray(objs["y"], float)).astype(int), 0, ny - 1)
+            usable &= ~near_flag[oy, ox]
         extended = np.zeros(len(objs), dtype=bool)
-        if (self.galaxy_hosts or self.n_shifted) and usable.any():
+        if usable.any():
             # extended: PSF flux well below the aperture flux, relative to the stellar locus (the
             # highest ratios), as the visit's own source extendedness is decided
             from pachon.pipelines.prompt.measure import aperture_photometry, psf_photometry
@@ -129,49 +151,89 @@ class FakeInjector:
             usable &= extended
         hosts = objs[usable]
         host_is_star = ~extended[usable]
+        # each host carries at most one fake, taken in a random order, galaxies and stars apart
+        galaxies = [int(k) for k in rng.permutation(np.flatnonzero(~host_is_star))]
+        stars = [int(k) for k in rng.permutation(np.flatnonzero(host_is_star))]
         n_sky = round(self.n * self.fractions[0])
         n_trail = round(self.n * self.fractions[2])
         n_host = self.n - n_sky - n_trail if len(hosts) else 0
         kinds = ["sky"] * n_sky + ["host"] * n_host + ["trail"] * n_trail
         rows: list[tuple[float, float, float, float, str, float, float]] = []
         used: set[int] = set()
+        placed: list[tuple[float, float, float]] = []  # x, y, half trail of every change put in
+        apart = self.min_separation_fwhm * psf.fwhm
+
+        def clear(x: float, y: float, reach: float) -> bool:
+            """Far enough from every change already injected that their DIA sources cannot blend."""
+            return all(np.hypot(x - px, y - py) >= apart + reach + r for px, py, r in placed)
+
+        def next_host(pool: list[int]) -> int | None:
+            while pool:
+                k = pool.pop()
+                if clear(float(hosts[k]["x"]), float(hosts[k]["y"]), psf.fwhm):
+                    return k
+            return None
+
+        # the shifted stars (bogus) are set aside first: on a small detector the host fakes would
+        # otherwise take every star (on ``tiny``, 42 host fakes left one star of ~20 to shift), and
+        # the bogus class, 20× rarer than the real one, is what the classifier is short of; at most
+        # two thirds of the stars are shifted, the rest can carry variable-star fakes
+        n_move = min(self.n_shifted, len(stars) - len(stars) // 3)
+        moved: list[int] = []
+        while len(moved) < n_move and stars:
+            k = stars.pop()
+            x, y = float(hosts[k]["x"]), float(hosts[k]["y"])
+            if clear(x, y, 1.5):
+                moved.append(k)
+                placed.append((x, y, 1.5))
+
         for kind in kinds:
             snr = float(np.exp(rng.uniform(np.log(self.snr_min), np.log(self.snr_max))))
             flux = snr * sigma_flux
             length, angle = 0.0, 0.0
+            if kind == "trail":
+                length, angle = float(rng.uniform(3.0, 25.0)), float(rng.uniform(0, np.pi))
+                flux *= np.sqrt(1 + length / psf.fwhm)
             if kind == "host":
-                hi = int(rng.integers(len(hosts)))
+                on_galaxy = self.galaxy_hosts or rng.uniform() < self.galaxy_share
+                hi = next_host(galaxies if on_galaxy else stars)
+                if hi is None and not self.galaxy_hosts:  # none of that kind left: the other kind
+                    on_galaxy = not on_galaxy
+                    hi = next_host(galaxies if on_galaxy else stars)
+                if hi is None:
+                    continue  # every host carries a fake already
                 used.add(hi)
                 h = hosts[hi]
                 r, phi = rng.uniform(0, psf.fwhm), rng.uniform(0, 2 * np.pi)
                 x, y = float(h["x"]) + r * np.cos(phi), float(h["y"]) + r * np.sin(phi)
                 host_flux = float(h["flux"])
-                if rng.uniform() < 0.5 and self.variable_hosts:  # a variable's change: 10–100 % of the host
+                # a variable star's change: 10–100 % of its flux (galaxy hosts get SN-like fakes, at
+                # the drawn SNR whatever the host's brightness, so every SN/host contrast is seen)
+                if not on_galaxy and self.variable_hosts and rng.uniform() < 0.5:
                     flux = max(flux, host_flux * float(rng.uniform(self.min_variability, 1.0)))
                 if rng.uniform() < self.negative_fraction:  # fading: at most 80 % of the host's flux removed
                     flux = -min(flux, 0.8 * host_flux)
             else:
-                x, y = rng.uniform(margin, nx - margin), rng.uniform(margin, ny - margin)
-            if kind == "trail":
-                length, angle = float(rng.uniform(3.0, 25.0)), float(rng.uniform(0, np.pi))
-                flux *= np.sqrt(1 + length / psf.fwhm)
+                for _ in range(50):
+                    x, y = rng.uniform(margin, nx - margin), rng.uniform(margin, ny - margin)
+                    if clear(x, y, length / 2):
+                        break
+                else:
+                    continue  # the image is full
             ix, iy = round(x), round(y)
             if bad[iy, ix]:
                 continue
             _add_source(image, psf, x, y, flux, length, angle)
+            placed.append((x, y, length / 2))
             rows.append((x, y, flux, snr, kind, length, angle))
-        if self.n_shifted and (host_is_star.sum() if len(hosts) else 0) > 0:
-            # stars only (galaxies do not move; shifting them taught the model that changes on galaxy
-            # cores are bogus), and none carrying a real fake
-            free = np.array([k for k in range(len(hosts)) if k not in used and host_is_star[k]], dtype=int)
-            for k in rng.choice(free, size=min(self.n_shifted, len(free)), replace=False):
-                h = hosts[int(k)]
-                x, y, flux = float(h["x"]), float(h["y"]), float(h["flux"])
-                shift = float(np.exp(rng.uniform(np.log(0.2), np.log(1.5))))
-                angle = float(rng.uniform(0, 2 * np.pi))
-                _add_source(image, psf, x + shift * np.cos(angle), y + shift * np.sin(angle), flux, 0.0, 0.0)
-                _add_source(image, psf, x, y, -flux, 0.0, 0.0)
-                rows.append((x, y, flux, float("nan"), "shifted", shift, angle))
+        for k in moved:  # galaxies do not move: shifting them taught the model that core changes are bogus
+            h = hosts[k]
+            x, y, flux = float(h["x"]), float(h["y"]), float(h["flux"])
+            shift = float(np.exp(rng.uniform(np.log(0.2), np.log(1.5))))
+            angle = float(rng.uniform(0, 2 * np.pi))
+            _add_source(image, psf, x + shift * np.cos(angle), y + shift * np.sin(angle), flux, 0.0, 0.0)
+            _add_source(image, psf, x, y, -flux, 0.0, 0.0)
+            rows.append((x, y, flux, float("nan"), "shifted", shift, angle))
         names = ("x", "y", "flux", "snr", "kind", "trail", "angle")
         if not rows:
             return Table(names=names, dtype=(float, float, float, float, str, float, float))
@@ -275,13 +337,14 @@ def ambiguous_near_fakes(
     return (d < reach_fwhm * fwhm + trail[k] / 2) & ~np.asarray(labels, bool)
 
 
-def _training_job(args: tuple[str, Any, int, str, int]) -> Table | str:
+def _training_job(args: tuple[str, Any, int, str, int | None]) -> Table | str:
+    """One training detector-visit, with the fakes of ``seed`` injected, or as it is (``seed`` None:
+    a *clean* run, whose unmatched DIA sources are all natural bogus)."""
     from pachon.pipelines.prompt.pipeline import open_repo, process_detector
 
     path, exposure, detector, config_json, seed = args
-    outcome = process_detector(
-        path, exposure, detector, config_json, None, inject=TRAINING_INJECTOR(seed=seed)
-    )
+    inject = TRAINING_INJECTOR(seed=seed) if seed is not None else None
+    outcome = process_detector(path, exposure, detector, config_json, None, inject=inject)
     if not outcome.ok or outcome.dia_sources is None:
         return f"visit {exposure.id} detector {detector}: {outcome.reason}"
     dia = outcome.dia_sources
@@ -308,7 +371,8 @@ def _training_job(args: tuple[str, Any, int, str, int]) -> Table | str:
     fwhm = float(outcome.psf.fwhm) if outcome.psf is not None else 4.0
     dia["rb_ambiguous"] = ambiguous_near_fakes(dia, fakes, np.asarray(dia["rb_label"]), fwhm=fwhm)
     dia["rb_synthetic_bogus"] = _near_shifted(dia, fakes, 2.5 * fwhm) & ~np.asarray(dia["rb_label"], bool)
-    dia["rb_group"] = np.full(len(dia), f"{exposure.id}#{detector}#{seed}")
+    dia["rb_group"] = np.full(len(dia), f"{exposure.id}#{detector}#{'clean' if seed is None else seed}")
+    dia["rb_clean"] = np.full(len(dia), seed is None)
     dia["rb_pixels"] = np.full(len(dia), int(np.size(outcome.difference.data)) if outcome.difference else 0)
     dia.meta = {}
     return dia
@@ -359,6 +423,7 @@ def train_from_truth(
     config: PromptConfig | None = None,
     n_visits: int = 2,
     seeds: tuple[int, ...] = (17, 101, 202),
+    clean_runs: bool = True,
     max_false_per_4k: float = 5.0,
     map_fn: Callable[..., Iterable[Any]] | None = None,
     log: Callable[[str], None] = lambda _m: None,
@@ -386,7 +451,7 @@ def train_from_truth(
         (path, e, det, config.model_dump_json(), seed)
         for e in chosen
         for det in detectors_of(repo, e.id)
-        for seed in seeds
+        for seed in (*seeds, *((None,) if clean_runs else ()))
     ]
     log(
         f"real/bogus: processing {len(jobs)} detector-visits with injected fakes from visits {[e.id for e in chosen]}"
@@ -408,6 +473,7 @@ def train_from_truth(
         labels,
         groups=np.asarray(data["rb_group"]),
         synthetic_bogus=np.asarray(data["rb_synthetic_bogus"], bool),
+        clean=np.asarray(data["rb_clean"], bool) if "rb_clean" in data.colnames else None,
         max_false_per_4k=max_false_per_4k,
         pixels_per_detector=int(data["rb_pixels"][0]),
         **TREE_OPTIONS,

@@ -133,6 +133,34 @@ def test_supernova_like_fakes_sit_on_galaxies_only() -> None:
     assert "angle" in fakes.colnames
 
 
+def test_fakes_never_share_a_host_nor_blend() -> None:
+    """One fake per host and none within 3 FWHM of another: piled-up fakes blend into one DIA source.
+
+    With hosts drawn with replacement, most galaxy-core fakes on ``tiny`` shared their galaxy with
+    another fake and were scored ``offset`` (the blend's centroid lay between them).
+    """
+    exp, psf, hosts = _field(4)
+    fakes = FakeInjector(n=60, seed=3, fractions=(0.3, 0.4, 0.3), n_shifted=4)(exp, psf)
+    kind = np.asarray(fakes["kind"]).astype(str)
+    on_hosts = fakes[kind == "host"]
+    assert 1 <= len(on_hosts) <= len(hosts)
+    d = np.hypot(on_hosts["x"][:, None] - hosts[:, 0], on_hosts["y"][:, None] - hosts[:, 1])
+    assert len(set(np.argmin(d, axis=1).tolist())) == len(on_hosts)  # each on its own host
+    real = fakes[kind != "shifted"]
+    reach = np.asarray(real["trail"], float) / 2
+    sep = np.hypot(real["x"][:, None] - real["x"][None, :], real["y"][:, None] - real["y"][None, :])
+    sep -= reach[:, None] + reach[None, :]
+    np.fill_diagonal(sep, np.inf)
+    assert sep.min() >= 3 * psf.fwhm - 1e-6
+    # the shifted stars carry no real fake
+    moved = fakes[kind == "shifted"]
+    if len(moved) and len(on_hosts):
+        assert (
+            np.hypot(moved["x"][:, None] - on_hosts["x"], moved["y"][:, None] - on_hosts["y"]).min()
+            > psf.fwhm
+        )
+
+
 def test_unmatched_sources_near_fakes_are_ambiguous() -> None:
     fakes = Table({"x": [100.0], "y": [100.0], "flux": [500.0], "trail": [0.0]})
     dia = Table({"x": [100.5, 108.0, 200.0], "y": [100.0, 100.0, 200.0]})
@@ -217,3 +245,47 @@ def test_operating_point_is_chosen_on_held_out_detectors() -> None:
     assert figures["heldout_natural_bogus_per_4k"] <= 16.0
     assert figures["heldout_real_kept"] > 0.9
     assert figures["synthetic_bogus"] > 0 and figures["natural_bogus"] > 0
+
+
+def test_budget_counts_the_natural_bogus_of_clean_runs() -> None:
+    """With clean runs (nothing injected) the budget is nature's bogus there, per clean run.
+
+    In the injected runs natural residuals on shifted stars count as synthetic, so they under-count
+    nature; a clean run of the same detector-visit sees every one of them.
+    """
+    from astropy.table import vstack
+
+    tables, labels, groups, synthetic, clean = [], [], [], [], []
+    for det in range(4):
+        for run in ("17", "101", "clean"):
+            t, y = _interaction_problem(300, 20 + det * 3 + len(run))
+            is_clean = run == "clean"
+            # injected runs: most bogus near a shifted star (synthetic); clean runs: none
+            syn = ~y & ~np.full(len(y), is_clean) & (np.arange(len(y)) % 5 != 0)
+            tables.append(t)
+            labels.append(y)
+            synthetic.append(syn)
+            clean.append(np.full(len(y), is_clean))
+            groups.append(np.full(len(y), f"1#{det}#{run}"))
+    table = vstack(tables)
+    y, syn, cl = np.concatenate(labels), np.concatenate(synthetic), np.concatenate(clean)
+    kw = {"groups": np.concatenate(groups), "synthetic_bogus": syn, "max_false_per_4k": 16.0, "n_trees": 30}
+    _, with_clean = fit_real_bogus(table, y, clean=cl, **kw)
+    _, without = fit_real_bogus(table, y, **kw)
+    assert with_clean["budget_runs"] == 4 and without["budget_runs"] == 12
+    assert with_clean["natural_bogus"] == float((~y & cl).sum())
+    assert without["natural_bogus"] == float((~y & ~syn).sum())
+    assert with_clean["heldout_natural_bogus_per_4k"] <= 16.0
+
+
+def test_no_fake_sits_on_a_source_next_to_flagged_pixels() -> None:
+    """A bad column's bright edge is detected like a star: it must not become a host (or be shifted)."""
+    from pachon.core.image import MASK_PLANES
+
+    exp, psf, hosts = _field(5)
+    mask = np.zeros(np.shape(exp.data), np.int32)
+    mask[:, 102] = 1 << MASK_PLANES["BAD"]  # next to the star at (100, 120)
+    exp.mask = mask
+    fakes = FakeInjector(n=40, seed=1, fractions=(0.0, 1.0, 0.0), n_shifted=4)(exp, psf)
+    d = np.hypot(np.asarray(fakes["x"]) - hosts[0, 0], np.asarray(fakes["y"]) - hosts[0, 1])
+    assert len(fakes) and d.min() > 2 * psf.fwhm
