@@ -314,14 +314,23 @@ def fit_real_bogus(
     min_offset: float = 0.5,
     **tree_options: Any,
 ) -> tuple[RealBogusModel, dict[str, float]]:
-    """Boosted trees with an operating point chosen on held-out detectors to meet a false-positive budget.
+    """Boosted trees with an operating point chosen on held-out visits to meet a false-positive budget.
 
-    ``groups`` names each row's detector-visit run as ``"visit#detector#seed"``: the model is refitted leaving out one detector at a time
+    ``groups`` names each row's detector-visit run as ``"visit#detector#seed"``: the model is refitted
+    leaving out one visit at a time (one detector at a time when the training holds a single visit)
     and the out-of-fold logits of *natural* bogus examples (``synthetic_bogus`` ones — residuals we
     injected ourselves, far more frequent than nature's — are excluded from the count) fix the
     ``offset`` at which at most ``max_false_per_4k`` false DIA sources per 4k×4k-equivalent per
     detector-visit would pass. Returns the model fitted on everything, with that offset, and the
     validation figures (offset, held-out real fraction kept, natural bogus kept per 4k).
+
+    **Why visit folds.** The deployed model is trained on every detector and then sees new visits of
+    the same detectors, whose defects (bad columns, hot pixels) do not move; holding out a whole
+    detector asked the model to recognise defects it had never seen, which it never has to. On
+    ``tiny`` detector folds set the offset at 4.2 (held-out reals kept 0.85) and the scored visits
+    then lost 3 of 26 SNe and asteroids at SNR ≥ 10 for 0.7 false DIA sources per 4k; visit folds
+    set it at 0.9 from the same training runs. All three seeds and the clean run of a
+    detector-visit share one visit, so the same natural bogus never sits on both sides of a fold.
 
     ``clean`` marks rows from *clean* runs (a training detector-visit processed as it is, nothing
     injected): when there are any, the budget counts the natural bogus of those runs only, per clean
@@ -346,11 +355,13 @@ def fit_real_bogus(
     else:
         counted = natural
         n_runs = len(set(groups))  # one group per processed detector-visit (and injection seed)
+    visit = np.array([g.split("#")[0] for g in groups])
     detector = np.array([g.split("#")[1] if "#" in g else g for g in groups])
+    fold_of = visit if len(set(visit)) >= 2 else detector
     logits = np.zeros(len(y))
-    folds = sorted(set(detector))
+    folds = sorted(set(fold_of))
     for d in folds:
-        test = detector == d
+        test = fold_of == d
         if len(folds) < 2 or y[~test].all() or not y[~test].any():
             logits[test] = 0.0
             continue
