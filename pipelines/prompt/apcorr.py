@@ -90,14 +90,26 @@ def fit_aperture_correction(
     shape: tuple[int, int],
     *,
     radius: float,
+    psf_flux_err: np.ndarray | None = None,
     min_snr: float = 30.0,
     clip: float = 3.0,
+    floor_mag: float = 0.002,
+    max_degree: int = 2,
 ) -> ApertureCorrection:
-    """Fit ``ap_flux / psf_flux`` of bright isolated point sources; degree by star count (0, 1 or 2).
+    """Fit ``ap_flux / psf_flux`` of bright isolated point sources, weighted, with the degree the data support.
 
     ``usable`` selects unflagged point-like sources; sources with a neighbour within ``2 × radius``
     brighter than 0.5 % of them (whose light would enter the aperture) are excluded here. With fewer than 5
     stars the correction is the identity (degree −1).
+
+    Why weighted: the large aperture collects the sky noise of hundreds of pixels, so an S/N 30 star's
+    ratio is uncertain by ~3 % and a bright one's by a few mmag. An unweighted fit of ~20 such stars (a
+    typical 2k detector-visit of ``small``) had ~6 mmag of noise, different in every visit — measured
+    there as a smooth, visit-varying pattern in PSF fluxes that the ubercal's fixed star flat cannot
+    remove (PA1 7.8 mmag where aperture fluxes showed none). Each star is weighted by its ratio's error
+    (aperture and PSF flux errors, plus ``floor_mag`` for what the errors miss). Why BIC: the degree
+    (0, 1 or 2, at most ``max_degree``) is the one with the lowest Bayesian information criterion,
+    ``χ² + k ln n``: a spatial term is fitted only when the stars show it beyond their noise.
     """
     x = np.asarray(x, float)
     y = np.asarray(y, float)
@@ -116,22 +128,49 @@ def fit_aperture_correction(
         return ApertureCorrection(
             coeffs=(), degree=-1, shape=shape, n_stars=len(idx), scatter_mag=float("nan")
         )
-    degree = 2 if len(idx) >= 40 else 1 if len(idx) >= 12 else 0
     mag = -2.5 * np.log10(ratio[idx])
-    design = _design(x[idx], y[idx], shape, degree)
-    keep = np.ones(len(idx), bool)
-    coef = np.zeros(design.shape[1])
-    for _ in range(5):
-        coef, *_ = np.linalg.lstsq(design[keep], mag[keep], rcond=None)
-        resid = mag - design @ coef
-        scatter = 1.4826 * float(np.median(np.abs(resid[keep] - np.median(resid[keep])))) + 1e-4
-        new = np.abs(resid - np.median(resid[keep])) < clip * scatter
-        if (new == keep).all() or new.sum() < design.shape[1] + 2:
+    rel2 = (1.0 / snr[idx]) ** 2
+    if psf_flux_err is not None:
+        rel2 = rel2 + (np.asarray(psf_flux_err, float)[idx] / np.asarray(psf_flux, float)[idx]) ** 2
+    sigma = np.sqrt(1.0857**2 * np.nan_to_num(rel2, nan=1.0) + floor_mag**2)
+
+    def fit(degree: int, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        design = _design(x[idx], y[idx], shape, degree)
+        w = 1.0 / sigma
+        coef, *_ = np.linalg.lstsq(design[keep] * w[keep, None], mag[keep] * w[keep], rcond=None)
+        return coef, design @ coef
+
+    def clipped(degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        keep = np.ones(len(idx), bool)
+        coef, model = fit(degree, keep)
+        for _ in range(5):
+            pull = (mag - model) / sigma
+            scale = max(1.4826 * float(np.median(np.abs(pull[keep] - np.median(pull[keep])))), 1.0)
+            new = np.abs(pull - np.median(pull[keep])) < clip * scale
+            if (new == keep).all() or new.sum() < len(_terms(degree)) + 2:
+                break
+            keep = new
+            coef, model = fit(degree, keep)
+        return coef, model, keep
+
+    # the star set is fixed by the constant fit's clipping, so the degrees compare on the same data
+    _, _, keep = clipped(0)
+    n = int(keep.sum())
+    best: tuple[float, int] = (np.inf, 0)
+    for degree in range(max_degree + 1):
+        k = len(_terms(degree))
+        if n < 3 * k + 2:  # at least ~3 stars per parameter
             break
-        keep = new
+        _, model = fit(degree, keep)
+        bic = float((((mag - model) / sigma)[keep] ** 2).sum()) + k * np.log(n)
+        best = min(best, (bic, degree))
+    degree = best[1]
+    _, model_mag, keep = clipped(degree)
+    resid = (mag - model_mag)[keep]
+    scatter = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) + 1e-4
     # the fit is in magnitudes (robust to the skew of flux ratios); convert to a flux factor
     # polynomial by refitting 10^(−0.4 m) on the same stars, normalised to median 1
-    model_mag = design @ coef
+    design = _design(x[idx], y[idx], shape, degree)
     factor = 10 ** (-0.4 * (model_mag - np.median(model_mag[keep])))
     fcoef, *_ = np.linalg.lstsq(design[keep], factor[keep], rcond=None)
     return ApertureCorrection(

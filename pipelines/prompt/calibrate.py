@@ -75,7 +75,7 @@ def _aperture_correction(char: Characterization) -> ApertureCorrection:
     point = np.abs(ratio / stellar - 1) < 0.1
     corr = fit_aperture_correction(
         np.asarray(src["x"]), np.asarray(src["y"]), psf_flux, ap, ap_err, point & ~flags,
-        exp.data.shape, radius=radius,
+        exp.data.shape, radius=radius, psf_flux_err=np.asarray(src["psfFluxErr"], float),
     )  # fmt: skip
     factor = corr(np.asarray(src["x"]), np.asarray(src["y"]))
     src["psfFlux"] = psf_flux * factor

@@ -77,6 +77,18 @@ def select_psf_stars(objs: np.ndarray, bad: np.ndarray, *, min_snr: float, max_s
     return idx[np.argsort(-objs["flux"][idx])][:max_stars]
 
 
+def _refine_centroids(
+    image: np.ndarray, bad: np.ndarray, x: np.ndarray, y: np.ndarray, rows: np.ndarray, sigma: float
+) -> None:
+    """Replace ``x[rows]``, ``y[rows]`` in place by sep's Gaussian-windowed centroids where they converge."""
+    if len(rows) == 0:
+        return
+    wx, wy, flag = sep.winpos(np.ascontiguousarray(image), x[rows], y[rows], sigma, mask=bad)
+    ok = (flag == 0) & np.isfinite(wx) & np.isfinite(wy) & (np.hypot(wx - x[rows], wy - y[rows]) < 1.5)
+    x[rows] = np.where(ok, wx, x[rows])
+    y[rows] = np.where(ok, wy, y[rows])
+
+
 def characterize(
     exposure: Exposure, *, config: CharacterizeConfig | None = None, seeing_px: float | None = None
 ) -> Characterization:
@@ -132,26 +144,31 @@ def characterize(
         max_stars=config.psf_max_stars,
     )
     psf_bad = bad | ((mask & plane_bits("CR")) != 0)
+    # PSF stars are stacked on the same windowed centroids the sources are measured at (sep's isophotal
+    # barycentres are noisier for faint stars, and a mis-centred stack is a broadened model)
+    px = np.asarray(objs["x"], dtype=float).copy()
+    py = np.asarray(objs["y"], dtype=float).copy()
+    _refine_centroids(sub, psf_bad, px, py, stars, guess.sigma)
     try:
-        psf = fit_psf(sub, variance, psf_bad, objs["x"][stars], objs["y"][stars], size=config.psf_stamp)
+        psf = fit_psf(
+            sub, variance, psf_bad, px[stars], py[stars], size=config.psf_stamp,
+            min_stars_spatial=config.psf_min_stars_spatial,
+        )  # fmt: skip
+        _refine_centroids(sub, psf_bad, px, py, stars, psf.sigma)
         # compact galaxies sneak into the size locus; they fit the first model badly: drop, refit
         # (a galaxy-polluted model fits every candidate worse, so keep the better-fitting half
         # while the typical χ² says the model is still wrong)
         for _ in range(3):
-            trial = psf_photometry(
-                sub,
-                variance,
-                psf_bad,
-                psf,
-                np.asarray(objs["x"][stars], float),
-                np.asarray(objs["y"][stars], float),
-            )
+            trial = psf_photometry(sub, variance, psf_bad, psf, px[stars], py[stars])
             chi2 = np.nan_to_num(np.asarray(trial["chi2"]), nan=np.inf)
             median = float(np.median(chi2))
             if median < 2.0 or len(stars) < 10:
                 break
             stars = stars[chi2 <= median]
-            psf = fit_psf(sub, variance, psf_bad, objs["x"][stars], objs["y"][stars], size=config.psf_stamp)
+            psf = fit_psf(
+                sub, variance, psf_bad, px[stars], py[stars], size=config.psf_stamp,
+                min_stars_spatial=config.psf_min_stars_spatial,
+            )  # fmt: skip
     except ValueError as exc:
         raise CharacterizeError(f"PSF model failed: {exc}") from exc
 

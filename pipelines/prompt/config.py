@@ -64,6 +64,9 @@ class CharacterizeConfig(_Config):
     psf_stamp: int = Field(default=25, description="PSF stamp size in pixels (odd)")
     psf_max_stars: int = 150
     psf_min_snr: float = 80.0
+    psf_min_stars_spatial: int = Field(
+        default=40, description="PSF stars needed for a PSF model linear in position (else constant)"
+    )
     aperture_radius: float = Field(default=12.0, description="radius of the ap12Flux aperture in pixels")
 
 
