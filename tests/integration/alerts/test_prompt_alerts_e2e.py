@@ -20,6 +20,7 @@ import sqlalchemy
 from fixtures.kafka import avro_field_types, confluent_read_all
 
 from pachon.core.alerts import AlertConsumer, latest_schema
+from pachon.pipelines.prompt.config import AssociationConfig
 
 pytestmark = pytest.mark.slow
 
@@ -93,10 +94,12 @@ def test_every_alert_of_the_visits_reaches_a_confluent_consumer_once_with_the_ap
         ]
         assert len(version) == 1
         compared += _assert_row_equal(alert["diaObject"], version.iloc[0], "diaObject")
-        # History: the object's earlier DiaSources and its forced photometry from earlier visits.
+        # History: the object's earlier DiaSources within the alert history window (12 months, as
+        # Rubin's alerts carry) and its forced photometry from earlier visits.
         earlier = sources[
             (sources["diaObjectId"] == row["diaObjectId"])
             & (sources["midpointMjdTai"] < row["midpointMjdTai"])
+            & (sources["midpointMjdTai"] >= row["midpointMjdTai"] - AssociationConfig().history_days)
         ]
         previous = alert["prvDiaSources"] or []  # null when the object has no earlier DiaSource
         assert sorted(p["diaSourceId"] for p in previous) == sorted(earlier["diaSourceId"])
