@@ -5,7 +5,7 @@ training or are in the template). The DIA figures come from :mod:`pachon.pipelin
 (also behind ``benchmarks/prompt/score_prompt.py``), which says for every truth object how it was
 found or lost and for every false positive its likely cause. Figures are printed (``pytest -s``).
 
-Completeness is also measured on ~1200 supernova-like fakes injected into three of the scored
+Completeness is also measured on ~1000 supernova-like fakes injected into three of the scored
 (held-out) visits and scored the same way (``fakes`` fixture): the simulation holds only 26 SNe and
 asteroids at true SNR ≥ 10, too few to resolve a 95 % point (one miss is 4 %).
 """
@@ -150,10 +150,11 @@ def test_transient_completeness_regression(score) -> None:  # type: ignore[no-un
 
 
 @pytest.mark.xfail(
-    reason="acceptance not yet met on tiny (scoring, 44 detector-visits, boosted-tree real/bogus): 0.92 at "
-    "true SNR ≥ 10 (24/26: SNe on galaxy cores cut by real/bogus) and 0.41 at 5–10 (7/17: 4 SNe at true "
-    "SNR 5–6 not detected or offset, the rest on galaxy cores cut by real/bogus); held-out injected fakes "
-    "agree (test_injected_transient_completeness: sky 0.96, trailed 0.99, galaxy cores 0.74 at SNR ≥ 10)",
+    reason="half met on tiny (scoring, 44 detector-visits, boosted-tree real/bogus, operating point from "
+    "held-out training visits): 0.88 at 5–10 (15/17) but 0.92 at true SNR ≥ 10 (24/26: two SNe cut by "
+    "real/bogus, at SNR 10.2 on a compact host the visit calls a star, and at 15 next to a bright "
+    "neighbour), at 4.4 false per 4k; the 389 held-out injected fakes at SNR ≥ 10 give 0.99 "
+    "(test_injected_transient_completeness), so one more miss among 26 decides this test",
     strict=False,
 )
 def test_transient_completeness_acceptance(score) -> None:  # type: ignore[no-untyped-def]
@@ -193,13 +194,14 @@ def test_variable_stars_recovered(ctx) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def fakes(ctx):  # type: ignore[no-untyped-def]
-    """SN-like fakes on held-out visits, scored like truth: 100 per detector-visit on 3 scored visits.
+    """SN-like fakes on held-out visits, scored like truth: up to 100 per detector-visit on 3 scored visits.
 
     Held out: the real/bogus model never saw these visits (it trains on the first non-template
     visit per band), and these fakes come from a different seed and a different mix than the
-    training fakes: point sources on empty sky, on *galaxy* cores (30 % fading out of the template)
-    and trailed like asteroids, at PSF SNR 3–60. ~1200 fakes resolve the 95 % point that the 19
-    simulated SNe and asteroids at true SNR ≥ 10 cannot (18/19 = 0.947).
+    training fakes: point sources on empty sky, on *galaxy* cores (one per galaxy, 30 % fading out
+    of the template) and trailed like asteroids, at PSF SNR 3–60, no two within 3 FWHM. ~1000 fakes
+    (~400 at SNR ≥ 10, ~75 of them on galaxy cores) resolve the 95 % point that the 26 simulated SNe
+    and asteroids at true SNR ≥ 10 cannot (25/26 = 0.96).
     """
     from astropy.table import vstack
 
@@ -240,18 +242,17 @@ def test_injected_transients_on_empty_sky_and_trailed_are_found(fakes) -> None: 
     """Regression guard: held-out fakes away from galaxies (new point sources, asteroid trails) at SNR ≥ 10."""
     f = _fake_figures(fakes)
     assert f["n_point"] >= 200
-    assert f["point"] >= 0.93  # measured 0.96 on empty sky, 0.99 trailed
-    assert f["hi"] >= 0.85  # all kinds, galaxy cores included (measured 0.90)
+    assert f["point"] >= 0.93  # measured 0.99 on empty sky, 0.99 trailed
+    assert f["hi"] >= 0.85  # all kinds, galaxy cores included (measured 0.987)
 
 
-@pytest.mark.xfail(
-    reason="galaxy cores limit it: held-out fakes 0.90 at SNR ≥ 10 (n=488; sky 0.96, trailed 0.99, on galaxy "
-    "cores 0.74) and 0.55 at 5–10 (n=250): the classifier still takes a faint change on a galaxy core for a "
-    "core residual",
-    strict=False,
-)
 def test_injected_transient_completeness(fakes) -> None:  # type: ignore[no-untyped-def]
-    """Issue 5's completeness on held-out injected transients: ≥ 95 % at SNR ≥ 10, ≥ 50 % at 5–10."""
+    """Issue 5's completeness on held-out injected transients: ≥ 95 % at SNR ≥ 10, ≥ 50 % at 5–10.
+
+    Measured on a fresh tiny run: 0.987 at SNR ≥ 10 (n=389; sky 0.99, galaxy cores 0.96, trailed
+    0.99) and 0.70 at 5–10 (n=200). It read 0.90 (galaxy cores 0.74) while fakes were piled several to
+    a galaxy: their DIA sources blended and were scored ``offset``.
+    """
     f = _fake_figures(fakes)
     assert f["n_hi"] >= 300 and f["n_mid"] >= 100
     assert f["hi"] >= 0.95
