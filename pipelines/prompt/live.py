@@ -226,7 +226,7 @@ def recover_alerts(
     from pachon.pipelines.prompt import pipeline
     from pachon.pipelines.prompt.association import open_apdb
     from pachon.pipelines.prompt.ppdb import _apdb_engine_and_names
-    from pachon.pipelines.prompt.templates import load_template_patches, template_for_detector
+    from pachon.pipelines.prompt.templates import template_for_detector
 
     if not (Path(repo_path) / "apdb" / "apdb-config.json").exists():
         return 0
@@ -251,12 +251,17 @@ def recover_alerts(
     )
     repo = DataRepository.open(str(repo_path))
     run = pipeline.prompt_run(exposure.day_obs)
-    patches = load_template_patches(repo, exposure.band, "pachon_field")
+    config = config or PromptConfig()
     outcomes = []
     for detector in sorted({int(d) for d in missing["detector"]}):
         science = repo.get("visit_image", visit=exposure.id, detector=detector, collections=run)
         difference = repo.get("difference_image", visit=exposure.id, detector=detector, collections=run)
-        template = template_for_detector(patches, science.wcs, np.shape(science.data))
+        shape = np.shape(science.data)
+        # only the template patches this detector touches, as the visit itself read them
+        patches = pipeline.templates_for(
+            str(repo_path), exposure.band, config.template.skymap, science.wcs, shape
+        )
+        template = template_for_detector(patches, science.wcs, shape)
         outcomes.append(
             pipeline.DetectorOutcome(
                 visit=exposure.id,
@@ -267,9 +272,8 @@ def recover_alerts(
                 template=template,
             )
         )
-    result = type("Recovered", (), {"dia_sources": Table.from_pandas(missing)})()
-    sent = pipeline._send_alerts(
-        str(repo_path), open_apdb(repo_path), result, outcomes, exposure, config or PromptConfig()
+    sent = pipeline.send_alerts(
+        str(repo_path), open_apdb(repo_path), Table.from_pandas(missing), outcomes, exposure, config
     )
     log(f"visit {exposure.id}: recovered alerts: {sent}")
     return int(sent.get("built") or 0)

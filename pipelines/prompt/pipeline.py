@@ -185,7 +185,7 @@ def _template_patch(path: str, band: str, skymap: str, patch_id: int) -> Exposur
     return open_repo(path).butler.get(_template_refs(path, band, skymap)[patch_id])  # type: ignore[no-any-return]
 
 
-def _templates_for(path: str, band: str, skymap: str, wcs: Any, shape: tuple[int, int]) -> list[Exposure]:
+def templates_for(path: str, band: str, skymap: str, wcs: Any, shape: tuple[int, int]) -> list[Exposure]:
     """The template patches a detector touches, read once per worker and kept in a bounded cache."""
     refs = _template_refs(path, band, skymap)
     if not refs:
@@ -308,7 +308,7 @@ def process_detector(
         step = "template"
         t0 = time.perf_counter()
         shape = (int(np.shape(science.data)[0]), int(np.shape(science.data)[1]))
-        patches = _templates_for(repo_path, exposure.band, skymap, science.wcs, shape)
+        patches = templates_for(repo_path, exposure.band, skymap, science.wcs, shape)
         template = template_for_detector(patches, science.wcs, shape)
         out.timings["template"] = time.perf_counter() - t0
 
@@ -740,7 +740,7 @@ def _associate_and_alert(
             report.n_forced = len(result.forced_sources)
             if alerts and dia_all is not None and len(dia_all):
                 t1 = time.perf_counter()
-                report.alerts = _send_alerts(path, handle, result, good, exposure, config)
+                report.alerts = send_alerts(path, handle, result.dia_sources, good, exposure, config)
                 report.stage_seconds["alerts"] = time.perf_counter() - t1
         report.stage_seconds["association"] = (
             time.perf_counter() - t0 - report.stage_seconds.get("alerts", 0.0)
@@ -753,15 +753,20 @@ def _region_of(o: DetectorOutcome) -> Any:
     return visit_region([DetectorImages(o.detector, o.difference, o.visit_image, o.psf)])  # type: ignore[arg-type]
 
 
-def _send_alerts(
+def send_alerts(
     path: str,
     handle: Any,
-    result: Any,
+    dia_sources: Table,
     good: list[DetectorOutcome],
     exposure: ExposureInfo,
     config: PromptConfig,
 ) -> dict[str, Any]:
-    """Build one alert per associated DiaSource (history from the APDB, cutouts from memory), publish."""
+    """Build one alert per associated DiaSource (history from the APDB, cutouts from ``good``), archive, publish.
+
+    ``dia_sources`` are the visit's associated DiaSources (APDB columns); ``good`` the detectors' images.
+    The visit calls it right after association; :func:`pachon.pipelines.prompt.live.recover_alerts`
+    calls it with APDB rows and stored images to rebuild alerts an interrupted run did not archive.
+    """
     try:
         from pachon.core.alerts import build_alert, make_cutouts, publish_alerts
     except ImportError as exc:  # the alert stream is another area's; report and carry on
@@ -770,7 +775,7 @@ def _send_alerts(
 
     t = Time(exposure.mjd, format="mjd", scale="tai")
     region = visit_region([_images(o) for o in good])
-    dia = result.dia_sources
+    dia = dia_sources
     object_ids = sorted(set(np.asarray(dia["diaObjectId"]).tolist()))
     start = Time(exposure.mjd - config.association.history_days, format="mjd", scale="tai")
     history = handle.apdb.getDiaSources(region, object_ids, t, start)
