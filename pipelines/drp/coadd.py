@@ -74,6 +74,8 @@ class CoaddReport:
     depth: dict[str, float] = field(default_factory=dict)  # band → median 5σ PSF depth (AB mag)
     psf_fwhm_arcsec: dict[str, float] = field(default_factory=dict)
     patch_rows: list[dict[str, object]] = field(default_factory=list)  # DP1 CoaddPatches rows
+    # (band, measured 5σ depth, [(visit, detector), …] inputs) per measured patch-band
+    patch_depths: list[tuple[str, float, list[tuple[int, int]]]] = field(default_factory=list)
     built: int = 0
     skipped: int = 0
 

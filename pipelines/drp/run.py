@@ -598,6 +598,14 @@ def _run_release(
             depths = [patch_tables[p].meta.get("depth", {}).get(band) for p in sorted(patch_tables)]
             finite = [float(d) for d in depths if d is not None and np.isfinite(d)]
             creport.depth[band] = float(np.median(finite)) if finite else float("nan")
+        for q in ok_quanta:  # each patch's measured depth with the inputs it was made of (for the metric)
+            patch_depth = (
+                patch_tables[q.patch].meta.get("depth", {}).get(q.band) if q.patch in patch_tables else None
+            )
+            if patch_depth is not None and np.isfinite(patch_depth):
+                creport.patch_depths.append(
+                    (q.band, float(patch_depth), [(int(v), int(det)) for v, det, *_ in q.inputs])
+                )
         report.step_seconds["measure"] = time.perf_counter() - t0
         _step_memory(report, meter, "measure")
 
@@ -711,8 +719,9 @@ def _run_release(
         from pachon.pipelines.metrics import compute_release_metrics, store_metrics
 
         report.metrics = compute_release_metrics(
-            repo, objects, source_tab, forced, config=config, coadd_depth=coadd_depth
-        )
+            repo, objects, source_tab, forced, config=config, coadd_depth=coadd_depth,
+            patch_depths=creport.patch_depths,
+        )  # fmt: skip
         for band, depth in sorted(coadd_depth.items()):
             report.metrics[f"coadd_depth_{band}"] = (
                 depth, "mag", "median over patches of the deep coadd's 5σ PSF-flux depth, from the scatter "

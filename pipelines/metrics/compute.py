@@ -22,6 +22,7 @@ median absolute position error per coordinate at J2016.0 (the SRD's AA1 against 
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 from astropy.table import Table, vstack
@@ -194,15 +195,17 @@ def expected_coadd_depth(
     return float(-2.5 * np.log10(5 * sigma) + 31.4)
 
 
-def _truth_depths(repo: DataRepository, fwhm: dict[tuple[int, int], float]) -> dict[str, float]:
-    """Per band, the median over detectors of :func:`expected_coadd_depth` of that detector's visits."""
+def _truth_visit_noise(
+    repo: DataRepository, fwhm: dict[tuple[int, int], float]
+) -> dict[tuple[int, int], dict[str, Any]]:
+    """(exposure, detector) → {"band", "var" (sky + read noise per pixel, nJy²), "fwhm" (px)} from the truth."""
     butler = repo.butler
     try:
         sim = butler.get("sim_config", collections=COLLECTIONS["truth"])
         scale = float(sim.get("config", sim)["camera"]["pixel_scale"])
     except Exception:  # a repo without simulator truth: no expectation
         return {}
-    per: dict[tuple[str, int], list[dict[str, float]]] = {}
+    out: dict[tuple[int, int], dict[str, Any]] = {}
     refs = butler.query_datasets(
         "truth_visit_info", collections=COLLECTIONS["truth"], find_first=True, explain=False, limit=None
     )
@@ -213,11 +216,43 @@ def _truth_depths(repo: DataRepository, fwhm: dict[tuple[int, int], float]) -> d
             continue
         e_per_njy = float(info["electrons_per_njy"])
         var = (float(info["sky_electrons"]) + float(info["read_noise"]) ** 2) / e_per_njy**2
-        per.setdefault((str(info["band"]), key[1]), []).append({"var": var, "fwhm": fwhm[key] / scale})
+        out[key] = {"band": str(info["band"]), "var": var, "fwhm": fwhm[key] / scale}
+    return out
+
+
+def _truth_depths(noise: dict[tuple[int, int], dict[str, Any]]) -> dict[str, float]:
+    """Per band, the median over detectors of :func:`expected_coadd_depth` of that detector's visits."""
+    per: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for (_exposure, detector), v in noise.items():
+        per.setdefault((v["band"], detector), []).append({"var": v["var"], "fwhm": v["fwhm"]})
     out: dict[str, list[float]] = {}
     for (band, _det), visits in per.items():
         out.setdefault(band, []).append(expected_coadd_depth(visits))
     return {b: float(np.median(v)) for b, v in out.items()}
+
+
+def _patch_depth_offsets(
+    noise: dict[tuple[int, int], dict[str, Any]],
+    patch_depths: list[tuple[str, float, list[tuple[int, int]]]],
+) -> dict[str, tuple[float, int]]:
+    """Per band: median over patches of (measured depth − expectation for that patch's own inputs), count.
+
+    Why per patch: a patch at the edge of the dithered footprint is made of fewer visits than a
+    detector's whole set, so comparing the median patch with the median detector's full stack
+    (``_truth_depths``) quotes edge patches as a depth shortfall (0.2–0.3 mag on ``small``). The
+    converse bias: an input that covers only part of a patch counts in full here although the measured
+    depth is taken where coverage is deepest, which may not include it (``tiny``'s three patches
+    straddle detector edges: −0.33 here against −0.14 the other way). Both are reported; the
+    position-by-position expectation that removes both biases is not built yet.
+    """
+    diffs: dict[str, list[float]] = {}
+    for band, measured, inputs in patch_depths:
+        visits = [
+            {"var": noise[k]["var"], "fwhm": noise[k]["fwhm"]} for k in map(tuple, inputs) if k in noise
+        ]
+        if visits and np.isfinite(measured):
+            diffs.setdefault(band, []).append(measured - expected_coadd_depth(visits))
+    return {b: (float(np.median(d)), len(d)) for b, d in diffs.items()}
 
 
 def _truth(repo: DataRepository, min_visits: int) -> tuple[Table, set[int], dict[tuple[int, int], float]]:
@@ -256,6 +291,7 @@ def compute_release_metrics(
     match_radius_arcsec: float = 0.5,
     pa1_min_snr: float = 100.0,
     coadd_depth: dict[str, float] | None = None,
+    patch_depths: list[tuple[str, float, list[tuple[int, int]]]] | None = None,
 ) -> dict[str, Metric]:
     """Every metric of a release (see the module docstring), as ``{name: (value, unit, description)}``."""
     config = config or DrpConfig()
@@ -298,7 +334,9 @@ def compute_release_metrics(
             f"S/N>{pa1_min_snr:g} ({n} star-bands)",
         )  # fmt: skip
     truth, seen, fwhm = _truth(repo, config.min_visits)
-    expected = _truth_depths(repo, fwhm)
+    noise = _truth_visit_noise(repo, fwhm)
+    expected = _truth_depths(noise)
+    offsets = _patch_depth_offsets(noise, patch_depths or [])
     for band, depth in sorted(expected.items()):
         out[f"coadd_depth_expected_{band}"] = (
             depth, "mag", "truth-based 5σ PSF depth of the PSF-matched inverse-variance coadd (simulated sky, "
@@ -306,7 +344,14 @@ def compute_release_metrics(
         )  # fmt: skip
         if coadd_depth and np.isfinite(coadd_depth.get(band, np.nan)):
             out[f"coadd_depth_minus_expected_{band}"] = (
-                coadd_depth[band] - depth, "mag", "measured coadd 5σ depth − truth-based expectation",
+                coadd_depth[band] - depth, "mag", "median patch's measured 5σ depth − median detector's "
+                "truth-based expectation for its full stack of visits",
+            )  # fmt: skip
+        if band in offsets:
+            value, n = offsets[band]
+            out[f"coadd_depth_minus_patch_expected_{band}"] = (
+                value, "mag", f"median over {n} patches of measured 5σ depth − the truth-based expectation for "
+                "all of that patch's input visits (an input that covers only part of the patch counts in full)",
             )  # fmt: skip
     in_fp = np.isin(np.asarray(truth["id"], np.int64), np.fromiter(seen, np.int64, len(seen)))
     tvec = unit_vectors(np.asarray(truth["ra"], float), np.asarray(truth["dec"], float))

@@ -202,3 +202,21 @@ def test_am1_snr_window_drops_noisy_stars() -> None:
     bright, n_bright = am1(cat, point, mag_range=(0, 99), min_snr=95)
     assert n_bright < n_all
     assert bright < 7 < 20 < everything  # √2·3 mas for bright pairs; mixed pairs dominate without the cut
+
+
+def test_patch_depths_are_compared_with_their_own_inputs() -> None:
+    """An edge patch made of one visit is as deep as one visit can be, not short of the full stack."""
+    from pachon.pipelines.metrics.compute import _patch_depth_offsets, _truth_depths
+
+    noise = {(v, 0): {"band": "r", "var": 40.0 + 5 * v, "fwhm": 4.0 + 0.2 * v} for v in range(4)}
+    full = expected_coadd_depth([{"var": n["var"], "fwhm": n["fwhm"]} for n in noise.values()])
+    one = expected_coadd_depth([{"var": noise[(2, 0)]["var"], "fwhm": noise[(2, 0)]["fwhm"]}])
+    assert full - one > 0.5  # four visits are deeper than one
+    assert _truth_depths(noise) == {"r": full}
+    patches = [
+        ("r", full - 0.05, [(v, 0) for v in range(4)]),
+        ("r", one - 0.05, [(2, 0)]),
+        ("r", one - 0.05, [(2, 0)]),
+    ]
+    offsets = _patch_depth_offsets(noise, patches)
+    assert offsets["r"][1] == 3 and abs(offsets["r"][0] + 0.05) < 1e-9
