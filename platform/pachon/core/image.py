@@ -427,7 +427,20 @@ def read_fits(source: str | Path | bytes) -> Exposure:
         raise
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ImageFormatError(f"{label}: not a readable FITS image ({exc})") from exc
+    return _exposure(header, data, mask, variance)
+
+
+def _exposure(
+    header: fits.Header,
+    data: np.ndarray,
+    mask: np.ndarray | None,
+    variance: np.ndarray | None,
+    window: tuple[slice, slice] | None = None,
+) -> Exposure:
+    """An Exposure from an image HDU's header and planes (the WCS cut to ``window`` when given)."""
     wcs, unit, meta = _header_parts(header)
+    if wcs is not None and window is not None:
+        wcs = wcs.slice(window)
     return Exposure(
         data,
         unit=unit,
@@ -469,12 +482,4 @@ def read_fits_cutout(source: str | Path | bytes, y: slice, x: slice) -> Exposure
         raise
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ImageFormatError(f"{label}: not a readable FITS image ({exc})") from exc
-    wcs, unit, meta = _header_parts(header)
-    return Exposure(
-        data,
-        unit=unit,
-        mask=mask,
-        uncertainty=None if variance is None else VarianceUncertainty(variance),
-        wcs=None if wcs is None else wcs.slice(window),
-        meta=meta,
-    )
+    return _exposure(header, data, mask, variance, window)
