@@ -240,13 +240,15 @@ def coadd_quantum(
         pix_var: list[tuple[float, float]] = []  # (median pixel variance, fraction of the patch covered)
         mjds: list[float] = []
         for v, d, factor, mjd, flat in quantum.inputs:
-            image = repo.get("visit_image", visit=v, detector=d, collections=run)
+            full = repo.get("visit_image", visit=v, detector=d, collections=run)
+            image, window = _crop_to_patch(full, big)
+            del full
             psf = psf_from_dict(repo.get("drp_psf", visit=v, detector=d, collections=run))
             if not (np.isfinite(factor) and factor > 0):
                 factor = (
                     1.0  # no calibration for this detector-visit: its reference-catalog zero point stands
                 )
-            scale = factor * flat_image(flat, np.shape(image.data))
+            scale = factor * flat_image(flat, window[4:], window=window[:4])
             data = np.asarray(image.data, np.float32) * scale
             finite = np.isfinite(data)
             if image.variance is not None:
@@ -308,16 +310,69 @@ def flat_grid_points(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     return gx.ravel(), gy.ravel()
 
 
-def flat_image(flat: tuple[float, ...], shape: tuple[int, int]) -> np.ndarray | np.float32:
-    """The star-flat grid interpolated bilinearly onto every pixel (1 when there is no grid)."""
+def flat_image(
+    flat: tuple[float, ...], shape: tuple[int, int], window: tuple[int, int, int, int] | None = None
+) -> np.ndarray | np.float32:
+    """The star-flat grid interpolated bilinearly onto every pixel (1 when there is no grid).
+
+    ``shape`` is the detector's; ``window`` (y0, y1, x0, x1) returns only that part of it.
+    """
     if not flat:
         return np.float32(1.0)
     ny, nx = shape
+    y0, y1, x0, x1 = window if window is not None else (0, ny, 0, nx)
     grid = np.asarray(flat, float).reshape(FLAT_GRID, FLAT_GRID)
-    xs, ys = np.linspace(0, nx - 1, FLAT_GRID), np.linspace(0, ny - 1, FLAT_GRID)
-    fx = np.interp(np.arange(nx), xs, np.arange(FLAT_GRID))
-    fy = np.interp(np.arange(ny), ys, np.arange(FLAT_GRID))
-    return np.asarray(ndimage.map_coordinates(grid, np.meshgrid(fy, fx, indexing="ij"), order=1), np.float32)
+    # bilinear interpolation is separable: W_y · grid · W_xᵀ (8× faster than map_coordinates, same values)
+    return np.asarray(_bilinear_weights(ny)[y0:y1] @ grid @ _bilinear_weights(nx)[x0:x1].T, np.float32)
+
+
+def _bilinear_weights(n: int) -> np.ndarray:
+    """(n, FLAT_GRID) weights of linear interpolation from the grid's nodes onto n pixels."""
+    f = np.interp(np.arange(n), np.linspace(0, n - 1, FLAT_GRID), np.arange(FLAT_GRID))
+    i = np.clip(np.floor(f).astype(int), 0, FLAT_GRID - 2)
+    w = np.zeros((n, FLAT_GRID))
+    w[np.arange(n), i] = 1.0 - (f - i)
+    w[np.arange(n), i + 1] += f - i
+    return w
+
+
+CROP_MARGIN = 16
+"""Pixels kept around the part of an input that maps into a patch: the cubic-spline prefilter's
+edge effect decays as 0.27ⁿ, so the warp is unchanged to ~1e-7 of the noise."""
+
+
+def _crop_to_patch(image: Exposure, patch: Patch) -> tuple[Exposure, tuple[int, int, int, int, int, int]]:
+    """The part of ``image`` that maps into ``patch`` (plus ``CROP_MARGIN``), with its WCS sliced.
+
+    Also returns (y0, y1, x0, x1, ny, nx): the window in the detector and the detector's shape
+    (the star flat is defined on the whole detector).
+
+    A detector touches about four patches; without the crop every (patch, band) quantum scaled,
+    checked and spline-prefiltered each whole input (the coadd step cost more CPU per input than
+    single-visit processing).
+    """
+    ny, nx = np.shape(image.data)
+    e = np.linspace(0, 1, 17)
+    px = np.concatenate([e * (patch.nx - 1), np.full(17, patch.nx - 1.0), e * (patch.nx - 1), np.zeros(17)])
+    py = np.concatenate([np.zeros(17), e * (patch.ny - 1), np.full(17, patch.ny - 1.0), e * (patch.ny - 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ra, dec = patch.wcs.all_pix2world(px, py, 0)
+        sx, sy = image.wcs.all_world2pix(ra, dec, 0)
+    whole = (0, ny, 0, nx, ny, nx)
+    if not (np.all(np.isfinite(sx)) and np.all(np.isfinite(sy))):
+        return image, whole
+    x0, x1 = max(int(np.floor(sx.min())) - CROP_MARGIN, 0), min(int(np.ceil(sx.max())) + CROP_MARGIN + 1, nx)
+    y0, y1 = max(int(np.floor(sy.min())) - CROP_MARGIN, 0), min(int(np.ceil(sy.max())) + CROP_MARGIN + 1, ny)
+    if x1 <= x0 or y1 <= y0 or (x0, y0, x1, y1) == (0, 0, nx, ny):
+        return image, whole
+    out = Exposure(
+        np.asarray(image.data)[y0:y1, x0:x1], unit=image.unit, mask=np.asarray(image.mask)[y0:y1, x0:x1],
+        wcs=image.wcs[y0:y1, x0:x1], meta=image.meta,
+    )  # fmt: skip
+    if image.variance is not None:
+        out.variance = np.asarray(image.variance)[y0:y1, x0:x1]
+    return out, (y0, y1, x0, x1, ny, nx)
 
 
 def _overlap_fraction(image: Exposure, patch: Patch) -> float:
