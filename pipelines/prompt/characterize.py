@@ -172,12 +172,9 @@ def characterize(
     except ValueError as exc:
         raise CharacterizeError(f"PSF model failed: {exc}") from exc
 
-    x = np.asarray(objs["x"], dtype=float)
-    y = np.asarray(objs["y"], dtype=float)
-    wx, wy, wflag = sep.winpos(np.ascontiguousarray(sub), x, y, psf.sigma, mask=bad)
-    use_win = (wflag == 0) & (np.hypot(wx - x, wy - y) < 1.5)
-    x = np.where(use_win, wx, x)
-    y = np.where(use_win, wy, y)
+    x = np.asarray(objs["x"], dtype=float).copy()
+    y = np.asarray(objs["y"], dtype=float).copy()
+    _refine_centroids(sub, bad, x, y, np.arange(len(x)), psf.sigma)
     phot = psf_photometry(sub, variance, bad, psf, x, y, pixel_weights=False)  # unbiased for bright stars
     ap_flux, ap_err, _ = aperture_photometry(sub, variance, bad, x, y, config.aperture_radius)
     snr = np.asarray(phot["flux"] / phot["fluxErr"])
