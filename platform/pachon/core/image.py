@@ -261,27 +261,32 @@ def _float_hdu(
     """A float plane: quantized with an absolute ``step`` (or per-tile noise/``q``), or lossless."""
     algo = compression.algorithm
     common: dict[str, Any] = {"header": header, "name": name, "tile_shape": _tile(data, compression)}
-    if step is not None and step > 0 and np.isfinite(step):
-        # A negative level is the absolute step (FITS tiled-image convention, cfitsio/astropy).
+    # A negative level is the absolute step (FITS tiled-image convention, cfitsio/astropy).
+    level = -step if step is not None and step > 0 and np.isfinite(step) else q
+    if level is not None:
         return fits.CompImageHDU(
             data,
             compression_type=algo,
-            quantize_level=-step,
-            quantize_method=2,
-            dither_seed=_DITHER_SEED_CHECKSUM,
-            **common,
-        )
-    if q is not None:
-        return fits.CompImageHDU(
-            data,
-            compression_type=algo,
-            quantize_level=q,
+            quantize_level=level,
             quantize_method=2,
             dither_seed=_DITHER_SEED_CHECKSUM,
             **common,
         )
     # quantize_level=0 turns astropy's default quantization (16) off: lossless, shuffled GZIP.
     return fits.CompImageHDU(data, compression_type="GZIP_2", quantize_level=0, **common)
+
+
+def _lossless_hdu(
+    data: np.ndarray, header: fits.Header, name: str, compression: FitsCompression
+) -> fits.CompImageHDU:
+    """An integer plane, tile-compressed without loss (RICE/GZIP on integers is exact)."""
+    return fits.CompImageHDU(
+        data,
+        header=header,
+        name=name,
+        compression_type=compression.algorithm,
+        tile_shape=_tile(data, compression),
+    )
 
 
 def _mask_header() -> fits.Header:
@@ -325,26 +330,10 @@ def write_fits(
             step = None if sigma is None else sigma / float(compression.image_quantize)  # type: ignore[arg-type]
             hdus.append(_float_hdu(data, header, "IMAGE", step, compression.image_quantize, compression))
         else:  # integer images (none today) compress losslessly as they are
-            hdus.append(
-                fits.CompImageHDU(
-                    data,
-                    header=header,
-                    name="IMAGE",
-                    compression_type=compression.algorithm,
-                    tile_shape=_tile(data, compression),
-                )
-            )
+            hdus.append(_lossless_hdu(data, header, "IMAGE", compression))
         mask_header = _mask_header()
         mask_header.extend(_wcs_header(exposure), update=True)
-        hdus.append(
-            fits.CompImageHDU(
-                mask,
-                header=mask_header,
-                name="MASK",
-                compression_type=compression.algorithm,
-                tile_shape=_tile(mask, compression),
-            )
-        )
+        hdus.append(_lossless_hdu(mask, mask_header, "MASK", compression))
         if variance is not None:
             var = np.asarray(variance)
             var_header = fits.Header([("UTYPE", "VarianceUncertainty")])
