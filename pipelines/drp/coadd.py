@@ -54,17 +54,36 @@ __all__ = [
     "SKYMAP_NAME",
     "CoaddQuantum",
     "CoaddReport",
+    "PatchDepth",
     "coadd_depth",
     "coadd_psf",
     "coadd_quantum",
     "expanded_patch",
     "flat_grid_points",
     "flat_image",
+    "patch_polygons",
     "plan_coadds",
     "release_skymap",
 ]
 
 SKYMAP_NAME = "pachon_drp"
+
+
+@dataclass
+class PatchDepth:
+    """A patch-band's measured 5σ depth and where each input lay on it (what the depth metric needs).
+
+    ``polygons[i]`` are the four corners of input ``inputs[i]``'s detector (visit, detector) in
+    the bordered patch's pixel coordinates, in order around it, so that the truth-based
+    expectation can be evaluated position by position like the measurement
+    (:func:`pachon.pipelines.drp.measure_coadd.random_psf_noise`).
+    """
+
+    band: str
+    measured: float
+    inputs: list[tuple[int, int]]
+    polygons: list[list[tuple[float, float]]]
+    shape: tuple[int, int]  # (ny, nx) of the bordered patch
 
 
 @dataclass
@@ -74,8 +93,7 @@ class CoaddReport:
     depth: dict[str, float] = field(default_factory=dict)  # band → median 5σ PSF depth (AB mag)
     psf_fwhm_arcsec: dict[str, float] = field(default_factory=dict)
     patch_rows: list[dict[str, object]] = field(default_factory=list)  # DP1 CoaddPatches rows
-    # (band, measured 5σ depth, [(visit, detector), …] inputs) per measured patch-band
-    patch_depths: list[tuple[str, float, list[tuple[int, int]]]] = field(default_factory=list)
+    patch_depths: list[PatchDepth] = field(default_factory=list)  # per measured patch-band, for the metric
     built: int = 0
     skipped: int = 0
 
@@ -110,6 +128,19 @@ def coadd_depth(image: Exposure, psf: PsfModel | None = None) -> float:
         p2 = 1.0 / (4 * np.pi * sigma**2)
     flux5 = 5.0 * np.sqrt(white / p2)
     return float(-2.5 * np.log10(flux5) + 31.4)
+
+
+def patch_polygons(
+    patch: Patch, corners: list[tuple[np.ndarray, np.ndarray]]
+) -> list[list[tuple[float, float]]]:
+    """Each input's (RA, Dec) corners mapped into ``patch``'s pixel coordinates (a quadrilateral each)."""
+    out = []
+    for ra, dec in corners:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            px, py = patch.wcs.all_world2pix(np.asarray(ra, float), np.asarray(dec, float), 0)
+        out.append([(float(x), float(y)) for x, y in zip(px, py, strict=True)])
+    return out
 
 
 def expanded_patch(patch: Patch, border: int) -> Patch:

@@ -529,13 +529,18 @@ def random_psf_noise(
     pixel) under-states the noise of any PSF-weighted sum, by up to ~10× here. The robust
     spread (1.4826 × MAD) of PSF fluxes over the errors the variance plane predicts, fitted at
     random covered positions — away from the detections when ``segmap`` is given — is the factor
-    by which errors (and the variance used for detection) are rescaled; five times the factor ×
-    the median predicted error where the patch has its **full coverage** (positions whose predicted
-    error is within 10 % of the deepest decile's) is the patch's measured 5σ point-source depth. The
-    full coverage is what a depth means (and what the truth-based expectation assumes): the median
-    over all positions mixes in the patch border and detector gaps, which the dithers cover with
-    fewer inputs — 0.1–0.2 mag shallower on ``tiny``, whose patches are mostly border. The
-    photon-noise depth is :func:`~pachon.pipelines.drp.coadd.coadd_depth`.
+    by which errors (and the variance used for detection) are rescaled. The patch's measured 5σ
+    point-source depth is five times the robust spread of the PSF fluxes themselves at the positions
+    where the patch has its **full coverage** (predicted error within 10 % of the deepest decile's).
+    The full coverage is what a depth means (and what the truth-based expectation assumes): the
+    median over all positions mixes in the patch border and detector gaps, which the dithers cover
+    with fewer inputs — 0.1–0.2 mag shallower on ``tiny``, whose patches are mostly border. The
+    noise there is measured there too: the factor over all positions includes the border's
+    (warp edges, partial PSF matching), and quoting the full-coverage depth as that factor × the
+    full coverage's predicted error made ``small``'s i-band patches up to 0.09 mag shallower than
+    the PSF fluxes at full coverage scatter. With fewer than 50 full-coverage positions the depth
+    is the factor × their median predicted error. The photon-noise depth is
+    :func:`~pachon.pipelines.drp.coadd.coadd_depth`.
     """
     rng = np.random.default_rng(seed)
     occupied = bi.bad if segmap is None else (bi.bad | ndimage.binary_dilation(segmap > 0, iterations=3))
@@ -557,7 +562,11 @@ def random_psf_noise(
     factor = float(np.clip(1.4826 * np.median(np.abs(pull - np.median(pull))), 0.5, 50.0))
     e = err[ok]
     full = e <= 1.1 * float(np.percentile(e, 10))
-    sigma = factor * float(np.median(e[full]))
+    if full.sum() >= 50:
+        f_full = flux[ok][full]
+        sigma = 1.4826 * float(np.median(np.abs(f_full - np.median(f_full))))
+    else:
+        sigma = factor * float(np.median(e[full]))
     depth = float(-2.5 * np.log10(5 * sigma) + 31.4) if sigma > 0 else float("nan")
     return factor, depth
 

@@ -43,8 +43,11 @@ from pachon.core.repo import INSTRUMENT, DataRepository
 from pachon.pipelines.drp.coadd import (
     CoaddQuantum,
     CoaddReport,
+    PatchDepth,
     coadd_quantum,
+    expanded_patch,
     flat_grid_points,
+    patch_polygons,
     patch_row,
     plan_coadds,
     release_skymap,
@@ -80,7 +83,7 @@ DATASET_TYPES: tuple[tuple[str, tuple[str, ...], str], ...] = (
 """Dataset types the release pipeline adds (per-detector PSF models, run summary, catalog tables,
 coadd PSF models with their inputs' digest, per-patch coadd measurements)."""
 
-MEASURE_VERSION = 3
+MEASURE_VERSION = 4
 """Bumped when coadd detection/measurement changes, so re-runs redo the patches."""
 
 
@@ -603,9 +606,14 @@ def _run_release(
                 patch_tables[q.patch].meta.get("depth", {}).get(q.band) if q.patch in patch_tables else None
             )
             if patch_depth is not None and np.isfinite(patch_depth):
+                big = expanded_patch(patches[q.patch], q.border)
+                keys_in = [(int(v), int(det)) for v, det, *_ in q.inputs]
                 creport.patch_depths.append(
-                    (q.band, float(patch_depth), [(int(v), int(det)) for v, det, *_ in q.inputs])
-                )
+                    PatchDepth(
+                        band=q.band, measured=float(patch_depth), inputs=keys_in,
+                        polygons=patch_polygons(big, [corners[k] for k in keys_in]), shape=(big.ny, big.nx),
+                    )
+                )  # fmt: skip
         report.step_seconds["measure"] = time.perf_counter() - t0
         _step_memory(report, meter, "measure")
 

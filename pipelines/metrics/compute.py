@@ -7,9 +7,11 @@ Like faro it is computed per band (``AM1_<band>``: each band's visits only, the 
 that band's median PSF magnitude); the headline ``AM1`` is the worse of r and i, the SRD's bands.
 The magnitude window assumes LSST depth; we select by the S/N that window implies (``AM1_MIN_SNR``)
 and report faro's literal window as ``AM1_faro_<band>`` too.
-``PA1``: for point sources with per-visit S/N > ``pa1_min_snr`` (the high-S/N cut Rubin chose so shot
-noise does not eat the budget) and ≥ 3 measurements in a band, the rms of their magnitudes about the
-mean; PA1 is the median over (star, band), in mmag. ``PA1_forced`` is the same statistic of the ForcedSource
+``PA1`` (faro's ``PA1Config``): for point sources with ≥ 3 unflagged measurements in a band whose
+**median** S/N there is ≥ ``pa1_min_snr`` (200, faro's ``brightSnrMin``: the high-S/N cut Rubin chose
+so that shot noise does not eat the 5 mmag budget; at S/N 100 photon noise alone is 10.9 mmag), the
+rms of their magnitudes about the mean; PA1 is the median over (star, band), in mmag, and its
+description quotes the median photon-noise rms of the same stars, the part of PA1 no calibration removes. ``PA1_forced`` is the same statistic of the ForcedSource
 fluxes (flagged fits and measurements with saturated, cosmic-ray or bad pixels in the fit region excluded).
 Against truth (the simulator's catalogs; Objects are positions at J2016.0 like the truth):
 completeness (truth stars+galaxies that fell on ≥ ``min_visits`` detector-visits, per truth r
@@ -22,6 +24,7 @@ median absolute position error per coordinate at J2016.0 (the SRD's AA1 against 
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,7 @@ from astropy.table import Table, vstack
 from scipy.spatial import cKDTree
 
 from pachon.core.repo import COLLECTIONS, DataRepository
+from pachon.pipelines.drp.coadd import PatchDepth
 from pachon.pipelines.drp.config import DrpConfig
 from pachon.pipelines.drp.multivisit import unit_vectors
 
@@ -122,24 +126,40 @@ def am1(
     return float(np.median(values)), len(values)
 
 
-def pa1(sources: Table, extended: dict[int, bool], *, min_snr: float = 100.0) -> tuple[float, int]:
-    """Median over (star, band) of the rms of bright point sources' magnitudes (mmag) and the count."""
+PA1_MIN_SNR = 200.0
+"""faro's ``PA1Config.brightSnrMin``: a star counts when its median S/N in the band reaches this."""
+
+
+def pa1(
+    sources: Table, extended: dict[int, bool], *, min_snr: float = PA1_MIN_SNR
+) -> tuple[float, int, float]:
+    """PA1 as faro computes it (module docstring): (mmag, number of star-bands, median photon-noise mmag).
+
+    The third value is the median over the same star-bands of the rms photon-noise error
+    (1.0857/S/N), so a reader can see how much of PA1 is shot noise and how much is calibration.
+    """
     oid = np.asarray(sources["objectId"], np.int64)
-    snr = np.asarray(sources["psfFlux"], float) / np.asarray(sources["psfFluxErr"], float)
-    point = np.array([not extended.get(int(o), True) for o in oid])
+    flux = np.asarray(sources["psfFlux"], float)
+    snr = flux / np.asarray(sources["psfFluxErr"], float)
+    point = np.array([not extended.get(int(o), True) for o in oid], bool)
     flags = np.zeros(len(sources), bool)
     for col in ("pixelFlags_edge", "pixelFlags_cr", "pixelFlags_saturated", "pixelFlags_bad", "psfFlux_flag"):
         if col in sources.colnames:
             flags |= np.asarray(sources[col], bool)
-    m = (oid >= 0) & point & (snr > min_snr) & ~flags
-    mags = _mag(np.asarray(sources["psfFlux"], float))[m]
+    m = (oid >= 0) & point & np.isfinite(snr) & (snr > 0) & ~flags
+    mags, snr = _mag(flux[m]), snr[m]
     key = np.char.add(np.asarray(sources["band"]).astype(str)[m], oid[m].astype(str))
-    rms = []
-    for k in np.unique(key):
-        x = mags[key == k]
-        if len(x) >= 3:
+    order = np.argsort(key, kind="stable")
+    key, mags, snr = key[order], mags[order], snr[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    rms, photon = [], []
+    for x, s in zip(np.split(mags, starts[1:]), np.split(snr, starts[1:]), strict=True):
+        if len(x) >= 3 and np.median(s) >= min_snr:
             rms.append(np.sqrt(np.mean((x - x.mean()) ** 2)) * 1000)
-    return (float(np.median(rms)), len(rms)) if rms else (float("nan"), 0)
+            photon.append(np.sqrt(np.mean((1.0857 / s) ** 2)) * 1000)
+    if not rms:
+        return float("nan"), 0, float("nan")
+    return float(np.median(rms)), len(rms), float(np.median(photon))
 
 
 def _pa1_bands(table: Table) -> Table:
@@ -231,27 +251,82 @@ def _truth_depths(noise: dict[tuple[int, int], dict[str, Any]]) -> dict[str, flo
     return {b: float(np.median(v)) for b, v in out.items()}
 
 
-def _patch_depth_offsets(
-    noise: dict[tuple[int, int], dict[str, Any]],
-    patch_depths: list[tuple[str, float, list[tuple[int, int]]]],
-) -> dict[str, tuple[float, int]]:
-    """Per band: median over patches of (measured depth − expectation for that patch's own inputs), count.
+def _inside(polygon: list[tuple[float, float]], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Whether points (x, y) lie inside a convex quadrilateral given in order around it (either sense)."""
+    px, py = np.array(polygon, float).T
+    side = []
+    for k in range(len(px)):
+        x0, y0, x1, y1 = px[k], py[k], px[(k + 1) % len(px)], py[(k + 1) % len(px)]
+        side.append((x1 - x0) * (y - y0) - (y1 - y0) * (x - x0))
+    cross = np.array(side)
+    return np.all(cross >= 0, axis=0) | np.all(cross <= 0, axis=0)
 
-    Why per patch: a patch at the edge of the dithered footprint is made of fewer visits than a
-    detector's whole set, so comparing the median patch with the median detector's full stack
-    (``_truth_depths``) quotes edge patches as a depth shortfall (0.2–0.3 mag on ``small``). The
-    converse bias: an input that covers only part of a patch counts in full here although the measured
-    depth is taken where coverage is deepest, which may not include it (``tiny``'s three patches
-    straddle detector edges: −0.33 here against −0.14 the other way). Both are reported; the
-    position-by-position expectation that removes both biases is not built yet.
+
+def expected_patch_depth(
+    visits: list[dict[str, float]],
+    polygons: list[list[tuple[float, float]]],
+    shape: tuple[int, int],
+    *,
+    match_factor: float = 1.02,
+    grid: int = 64,
+) -> float:
+    """Truth-based 5σ depth of a patch coadd where it has its full coverage, as it is measured.
+
+    On a ``grid`` × ``grid`` lattice over the bordered patch, each position's PSF-flux error is
+    that of the inverse-variance coadd of the inputs whose detector covers it (each input's
+    flux variance as in :func:`expected_coadd_depth`, PSF-matched to ``match_factor`` × the
+    broadest input of the whole patch, as the coadder matches). The positions whose error is
+    within 10 % of the deepest decile's are the patch's full coverage, and the median error
+    there gives the depth: the same selection the measurement makes on the coadd
+    (:func:`pachon.pipelines.drp.measure_coadd.random_psf_noise`), so detector gaps, dither
+    edges and inputs that reach only part of the patch weigh as they do in the measurement.
+    """
+    if not visits:
+        return float("nan")
+    var = np.array([v["var"] for v in visits], float)
+    fwhm = np.array([v["fwhm"] for v in visits], float)
+    target = match_factor * float(fwhm.max())
+    st2 = target**2
+    inv_flux_var = 1.0 / (var * moffat_neff(target) * st2 / (2 * st2 - fwhm**2))
+    ny, nx = shape
+    gy, gx = np.meshgrid(
+        (np.arange(grid) + 0.5) * ny / grid, (np.arange(grid) + 0.5) * nx / grid, indexing="ij"
+    )
+    x, y = gx.ravel(), gy.ravel()
+    total = np.zeros(len(x))
+    for w, poly in zip(inv_flux_var, polygons, strict=True):
+        total += np.where(_inside(poly, x, y), w, 0.0)
+    covered = total > 0
+    if not covered.any():
+        return float("nan")
+    sigma = 1.0 / np.sqrt(total[covered])
+    full = sigma <= 1.1 * float(np.percentile(sigma, 10))
+    return float(-2.5 * np.log10(5 * float(np.median(sigma[full]))) + 31.4)
+
+
+def _patch_depth_offsets(
+    noise: dict[tuple[int, int], dict[str, Any]], patch_depths: list[PatchDepth]
+) -> dict[str, tuple[float, int]]:
+    """Per band: median over patches of (measured depth − :func:`expected_patch_depth`), and the count.
+
+    Why per patch and per position: the measured depth is taken where each patch has its full
+    coverage. Comparing the median patch with the median detector's whole stack of visits
+    (``coadd_depth_minus_stack_expected``) counts every patch whose deepest part is reached by
+    fewer visits (edges of the dithered footprint, detector gaps) as a shortfall; comparing a
+    patch with all of its inputs counts in full an input that reaches only a corner of it.
     """
     diffs: dict[str, list[float]] = {}
-    for band, measured, inputs in patch_depths:
-        visits = [
-            {"var": noise[k]["var"], "fwhm": noise[k]["fwhm"]} for k in map(tuple, inputs) if k in noise
+    for pd_ in patch_depths:
+        pairs = [
+            (noise[k], poly)
+            for k, poly in zip(map(tuple, pd_.inputs), pd_.polygons, strict=True)
+            if k in noise
         ]
-        if visits and np.isfinite(measured):
-            diffs.setdefault(band, []).append(measured - expected_coadd_depth(visits))
+        if pairs and np.isfinite(pd_.measured):
+            visits = [{"var": n["var"], "fwhm": n["fwhm"]} for n, _ in pairs]
+            expected = expected_patch_depth(visits, [p for _, p in pairs], pd_.shape)
+            if np.isfinite(expected):
+                diffs.setdefault(pd_.band, []).append(pd_.measured - expected)
     return {b: (float(np.median(d)), len(d)) for b, d in diffs.items()}
 
 
@@ -281,6 +356,67 @@ def _truth(repo: DataRepository, min_visits: int) -> tuple[Table, set[int], dict
     return truth, seen, fwhm
 
 
+def _object_epochs(objects: Table) -> np.ndarray:
+    """Each Object's coadd epoch (MJD): the mean of its per-band ``<band>_epoch`` columns (NaN: none)."""
+    cols = [c for c in objects.colnames if c.endswith("_epoch") and len(c) == len("g_epoch")]
+    if not cols or not len(objects):
+        return np.full(len(objects), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an Object with no band epoch: NaN
+        return np.nanmean(np.column_stack([np.asarray(objects[c], float) for c in cols]), axis=1)
+
+
+def _match_truth(
+    objects: Table, truth: Table, ref_epoch_mjd: float, radius_arcsec: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Objects ↔ truth within ``radius_arcsec``, each Object compared at the epoch of its position.
+
+    An Object joined to the multi-visit astrometric solution is at J2016.0 like the truth; one
+    without (most stars fainter than the single-visit detection limit) keeps its coadd position, at
+    the coadd's mean epoch. A faint star moving 100 mas/yr is then ~1.2″ from its J2016.0 truth
+    position on visits taken in 2027–29, so matching everything at J2016.0 counted such stars both
+    as missed (completeness) and as spurious Objects (purity). Truth is moved by its proper motion
+    only (its parallax, ≤ 0.06″ here, averages down over the coadd's visits).
+
+    Returns (Object → nearest truth distance, inf if none within the radius; its truth index;
+    truth matched by some Object; per Object the truth RA and Dec at that Object's epoch, NaN if
+    unmatched).
+    """
+    chord = 2 * np.sin(np.radians(radius_arcsec / 3600) / 2)
+    n_o, n_t = len(objects), len(truth)
+    d_ot, j_ot = np.full(n_o, np.inf), np.full(n_o, n_t, np.int64)
+    matched_t = np.zeros(n_t, bool)
+    t_ra, t_dec = np.full(n_o, np.nan), np.full(n_o, np.nan)
+    if n_o == 0 or n_t == 0:
+        return d_ot, j_ot, matched_t, t_ra, t_dec
+    ra0, dec0 = np.asarray(truth["ra"], float), np.asarray(truth["dec"], float)
+    pm_ra = np.nan_to_num(np.asarray(truth["pm_ra"], float))
+    pm_dec = np.nan_to_num(np.asarray(truth["pm_dec"], float))
+    fitted = (
+        np.isfinite(np.asarray(objects["pmRa"], float)) if "pmRa" in objects.colnames else np.ones(n_o, bool)
+    )
+    epochs = _object_epochs(objects)
+    coadd_epoch = (
+        float(np.nanmedian(epochs[~fitted])) if np.isfinite(epochs[~fitted]).any() else ref_epoch_mjd
+    )
+    ovec = unit_vectors(np.asarray(objects["coord_ra"], float), np.asarray(objects["coord_dec"], float))
+    for sel, epoch in ((fitted, ref_epoch_mjd), (~fitted, coadd_epoch)):
+        if not sel.any():
+            continue
+        dt = (epoch - ref_epoch_mjd) / 365.25
+        ra = ra0 + pm_ra * dt / 3.6e6 / np.cos(np.radians(dec0))
+        dec = dec0 + pm_dec * dt / 3.6e6
+        tvec = unit_vectors(ra, dec)
+        d, j = cKDTree(tvec).query(ovec[sel], distance_upper_bound=chord)
+        d_ot[sel], j_ot[sel] = d, j
+        hit = np.isfinite(d)
+        idx = np.flatnonzero(sel)[hit]
+        t_ra[idx], t_dec[idx] = ra[j[hit]], dec[j[hit]]
+        d_to, _ = cKDTree(ovec[sel]).query(tvec, distance_upper_bound=chord)
+        matched_t |= np.isfinite(d_to)
+    return d_ot, j_ot, matched_t, t_ra, t_dec
+
+
 def compute_release_metrics(
     repo: DataRepository,
     objects: Table,
@@ -289,9 +425,9 @@ def compute_release_metrics(
     *,
     config: DrpConfig | None = None,
     match_radius_arcsec: float = 0.5,
-    pa1_min_snr: float = 100.0,
+    pa1_min_snr: float = PA1_MIN_SNR,
     coadd_depth: dict[str, float] | None = None,
-    patch_depths: list[tuple[str, float, list[tuple[int, int]]]] | None = None,
+    patch_depths: list[PatchDepth] | None = None,
 ) -> dict[str, Metric]:
     """Every metric of a release (see the module docstring), as ``{name: (value, unit, description)}``."""
     config = config or DrpConfig()
@@ -313,25 +449,27 @@ def compute_release_metrics(
             value, "mas", f"AM1 with faro's literal window 17 ≤ {band} < 21.5 ({n} pairs; S/N ~20 at its "
             "faint end in this simulation's shallower visits)",
         )  # fmt: skip
-        value, n = pa1(in_band, extended, min_snr=pa1_min_snr)
-        out[f"PA1_{band}"] = (value, "mmag", f"PA1 in {band}, S/N>{pa1_min_snr:g} ({n} stars)")
+        value, n, shot = pa1(in_band, extended, min_snr=pa1_min_snr)
+        out[f"PA1_{band}"] = (
+            value, "mmag", f"PA1 in {band}, median S/N ≥ {pa1_min_snr:g} ({n} stars; photon noise {shot:.1f} mmag)"
+        )  # fmt: skip
     srd = [v for b, v in per_band.items() if b in ("r", "i") and np.isfinite(v)]
     finite = [v for v in per_band.values() if np.isfinite(v)]
     headline = max(srd) if srd else (max(finite) if finite else float("nan"))
     out["AM1"] = (
         headline, "mas", "AM1 of the worse of the r and i bands (the SRD's bands; per band as faro computes it)"
     )  # fmt: skip
-    value, n = pa1(_pa1_bands(sources), extended, min_snr=pa1_min_snr)
+    value, n, shot = pa1(_pa1_bands(sources), extended, min_snr=pa1_min_snr)
     out["PA1"] = (
-        value, "mmag", f"median rms of point-source mags in g, r, i (the SRD's PA1 bands), S/N>{pa1_min_snr:g} "
-        f"({n} star-bands)",
+        value, "mmag", f"median rms of point-source PSF mags in g, r, i (the SRD's PA1 bands), stars with median "
+        f"S/N ≥ {pa1_min_snr:g} as faro selects them ({n} star-bands; their photon noise alone {shot:.1f} mmag)",
     )  # fmt: skip
 
     if len(forced) and {"objectId", "band", "psfFlux", "psfFluxErr"} <= set(forced.colnames):
-        value, n = pa1(_pa1_bands(forced), extended, min_snr=pa1_min_snr)
+        value, n, shot = pa1(_pa1_bands(forced), extended, min_snr=pa1_min_snr)
         out["PA1_forced"] = (
             value, "mmag", f"PA1 of the ForcedSource PSF fluxes (Object positions on every visit) in g, r, i, "
-            f"S/N>{pa1_min_snr:g} ({n} star-bands)",
+            f"median S/N ≥ {pa1_min_snr:g} ({n} star-bands; photon noise {shot:.1f} mmag)",
         )  # fmt: skip
     truth, seen, fwhm = _truth(repo, config.min_visits)
     noise = _truth_visit_noise(repo, fwhm)
@@ -343,33 +481,24 @@ def compute_release_metrics(
             "read noise, PSF FWHM and throughput of every input visit; median over detectors)",
         )  # fmt: skip
         if coadd_depth and np.isfinite(coadd_depth.get(band, np.nan)):
-            out[f"coadd_depth_minus_expected_{band}"] = (
+            out[f"coadd_depth_minus_stack_expected_{band}"] = (
                 coadd_depth[band] - depth, "mag", "median patch's measured 5σ depth − median detector's "
-                "truth-based expectation for its full stack of visits",
+                "truth-based expectation for its full stack of visits (counts patches whose deepest part fewer "
+                "visits reach as a shortfall)",
             )  # fmt: skip
         if band in offsets:
             value, n = offsets[band]
-            out[f"coadd_depth_minus_patch_expected_{band}"] = (
-                value, "mag", f"median over {n} patches of measured 5σ depth − the truth-based expectation for "
-                "all of that patch's input visits (an input that covers only part of the patch counts in full)",
+            out[f"coadd_depth_minus_expected_{band}"] = (
+                value, "mag", f"median over {n} patches of (measured 5σ depth − truth-based expectation at the "
+                "same full-coverage positions, from the inputs that cover each position)",
             )  # fmt: skip
+        elif coadd_depth and np.isfinite(coadd_depth.get(band, np.nan)):
+            out[f"coadd_depth_minus_expected_{band}"] = out[f"coadd_depth_minus_stack_expected_{band}"]
     in_fp = np.isin(np.asarray(truth["id"], np.int64), np.fromiter(seen, np.int64, len(seen)))
-    tvec = unit_vectors(np.asarray(truth["ra"], float), np.asarray(truth["dec"], float))
-    ovec = unit_vectors(np.asarray(objects["coord_ra"], float), np.asarray(objects["coord_dec"], float))
-    chord = 2 * np.sin(np.radians(match_radius_arcsec / 3600) / 2)
-    # object → nearest truth; truth → nearest object (completeness)
-    d_ot, j_ot = (
-        cKDTree(tvec).query(ovec, distance_upper_bound=chord)
-        if len(ovec)
-        else (np.zeros(0), np.zeros(0, int))
-    )
-    d_to, _ = (
-        cKDTree(ovec).query(tvec, distance_upper_bound=chord)
-        if len(ovec)
-        else (np.full(len(tvec), np.inf), None)
+    d_ot, j_ot, matched_t, t_ra, t_dec = _match_truth(
+        objects, truth, config.ref_epoch_mjd, match_radius_arcsec
     )
     matched_o = np.isfinite(d_ot)
-    matched_t = np.isfinite(d_to)
     tmag = np.asarray(truth["mag_r"], float)
     oflux = (
         np.asarray(objects["r_psfFlux"], float)
@@ -423,13 +552,14 @@ def compute_release_metrics(
     star = ~is_gal
     oi = np.flatnonzero(matched_o)[star]
     tj = jm[star]
-    cosd = np.cos(np.radians(np.asarray(truth["dec"], float)[tj]))
-    dra = (np.asarray(objects["coord_ra"], float)[oi] - np.asarray(truth["ra"], float)[tj]) * cosd * 3.6e6
-    ddec = (np.asarray(objects["coord_dec"], float)[oi] - np.asarray(truth["dec"], float)[tj]) * 3.6e6
+    cosd = np.cos(np.radians(t_dec[oi]))
+    dra = (np.asarray(objects["coord_ra"], float)[oi] - t_ra[oi]) * cosd * 3.6e6
+    ddec = (np.asarray(objects["coord_dec"], float)[oi] - t_dec[oi]) * 3.6e6
     if len(oi):
         out["AA1_truth"] = (
             float(np.median(np.abs(np.concatenate([dra, ddec])))), "mas",
-            "median absolute position error per coordinate at J2016.0, matched stars",
+            "median absolute position error per coordinate of matched stars, against the truth at J2016.0 for "
+            "Objects with an astrometric fit and at the coadd epoch for the others",
         )  # fmt: skip
     for col, tcol, name, _unit in (
         ("pmRa", "pm_ra", "pmRa", "mas/yr"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from astropy.io import fits
 from astropy.table import Table
 
@@ -204,19 +205,40 @@ def test_am1_snr_window_drops_noisy_stars() -> None:
     assert bright < 7 < 20 < everything  # √2·3 mas for bright pairs; mixed pairs dominate without the cut
 
 
-def test_patch_depths_are_compared_with_their_own_inputs() -> None:
-    """An edge patch made of one visit is as deep as one visit can be, not short of the full stack."""
-    from pachon.pipelines.metrics.compute import _patch_depth_offsets, _truth_depths
+def test_patch_depths_are_compared_position_by_position() -> None:
+    """The expectation is taken where the patch has its full coverage, from the inputs that reach it.
+
+    A patch covered whole by four visits expects the four-visit stack; an edge patch reached by one
+    visit expects one visit (not a shortfall against the full stack); an input reaching only a
+    thin sliver of a patch does not deepen its expectation, one covering a wide corner does.
+    """
+    from pachon.pipelines.drp.coadd import PatchDepth
+    from pachon.pipelines.metrics.compute import _patch_depth_offsets, _truth_depths, expected_patch_depth
 
     noise = {(v, 0): {"band": "r", "var": 40.0 + 5 * v, "fwhm": 4.0 + 0.2 * v} for v in range(4)}
-    full = expected_coadd_depth([{"var": n["var"], "fwhm": n["fwhm"]} for n in noise.values()])
-    one = expected_coadd_depth([{"var": noise[(2, 0)]["var"], "fwhm": noise[(2, 0)]["fwhm"]}])
+    visits = [{"var": n["var"], "fwhm": n["fwhm"]} for n in noise.values()]
+    full = expected_coadd_depth(visits)
+    one = expected_coadd_depth([visits[2]])
+    three = expected_coadd_depth(visits[:3])
     assert full - one > 0.5  # four visits are deeper than one
     assert _truth_depths(noise) == {"r": full}
+    whole = [(-10.0, -10.0), (-10.0, 110.0), (110.0, 110.0), (110.0, -10.0)]
+
+    def box(x1: float, y1: float) -> list[tuple[float, float]]:
+        return [(-10.0, -10.0), (-10.0, y1), (x1, y1), (x1, -10.0)]
+
+    shape = (100, 100)
+    assert expected_patch_depth(visits, [whole] * 4, shape) == pytest.approx(full)
+    # the fourth visit (the broadest PSF, so the matching target is the same) reaches a 40 % corner:
+    # the deepest decile is there
+    assert expected_patch_depth(visits, [whole] * 3 + [box(40, 40)], shape) == pytest.approx(full)
+    # … or a 3 % sliver: the full coverage is the three-visit stack's
+    sliver = expected_patch_depth(visits, [whole] * 3 + [box(3, 100)], shape)
+    assert abs(sliver - three) < 0.06 < full - three
     patches = [
-        ("r", full - 0.05, [(v, 0) for v in range(4)]),
-        ("r", one - 0.05, [(2, 0)]),
-        ("r", one - 0.05, [(2, 0)]),
+        PatchDepth("r", full - 0.05, [(v, 0) for v in range(4)], [whole] * 4, shape),
+        PatchDepth("r", one - 0.05, [(2, 0)], [whole], shape),
+        PatchDepth("r", one - 0.05, [(2, 0), (9, 9)], [whole, whole], shape),  # (9, 9): no truth, left out
     ]
     offsets = _patch_depth_offsets(noise, patches)
     assert offsets["r"][1] == 3 and abs(offsets["r"][0] + 0.05) < 1e-9

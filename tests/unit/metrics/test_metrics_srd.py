@@ -54,15 +54,28 @@ def test_am1_is_sqrt2_sigma_for_independent_jitter() -> None:
 
 def test_pa1_matches_injected_scatter() -> None:
     cat = _catalog(sigma_mas=1.0, mag_noise=0.01)
-    value, n = pa1(cat, {i: False for i in range(60)}, min_snr=100)
+    value, n, shot = pa1(cat, {i: False for i in range(60)})
     assert n == 60
     assert 7.0 < value < 12.0  # rms about the mean of 10 draws of σ=10 mmag (biased low by √(9/10))
+    assert shot == pytest.approx(1085.7 / 500)  # the photon-noise part quoted beside it (S/N 500)
+
+
+def test_pa1_selects_stars_by_their_median_snr() -> None:
+    """faro's cut: a star counts when its *median* S/N reaches 200, whatever its faintest visit."""
+    cat = _catalog(sigma_mas=1.0, mag_noise=0.01)
+    star, visit = np.asarray(cat["objectId"]), np.asarray(cat["visit"])
+    snr = np.where(star < 30, 150.0, 500.0)  # half the stars are below the cut on median
+    snr = np.where((star >= 30) & (visit < 3), 120.0, snr)  # the others have 3 faint visits of 10
+    cat["psfFluxErr"] = np.asarray(cat["psfFlux"]) / snr
+    _, n, _ = pa1(cat, {i: False for i in range(60)})
+    assert n == 30
+    assert pa1(cat, {i: False for i in range(60)}, min_snr=100)[1] == 60
 
 
 def test_pa1_leaves_out_flagged_measurements() -> None:
     """Forced photometry's flagged fits (``psfFlux_flag``) and saturated fit regions do not count."""
     cat = _catalog(sigma_mas=1.0, mag_noise=0.001)
-    clean, _ = pa1(cat, {i: False for i in range(60)}, min_snr=100)
+    clean, _, _ = pa1(cat, {i: False for i in range(60)}, min_snr=100)
     star, visit = np.asarray(cat["objectId"]), np.asarray(cat["visit"])
     bad = visit == star % 10  # one measurement of each star is 0.5 mag off, and flagged
     cat["psfFlux"] = np.where(bad, np.asarray(cat["psfFlux"]) * 1.58, np.asarray(cat["psfFlux"]))
