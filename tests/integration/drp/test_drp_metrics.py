@@ -33,12 +33,15 @@ def test_astrometric_repeatability_per_band(metrics: dict[str, tuple[float, str,
 
 
 def test_photometric_repeatability(metrics: dict[str, tuple[float, str, str]]) -> None:
-    # measured 5.7 mmag, of which ~4.9 is photon noise at S/N 100–200 (8.7 before the sky-flat
-    # correction and the robust ubercal, 15.9 before aperture corrections)
+    # faro's selection (median S/N ≥ 200), the truth's variables left out: measured 3.2 mmag from
+    # 20 star-bands (5.7 with per-visit S/N > 100, mostly photon noise; 8.7 before the sky-flat
+    # correction and the robust ubercal, 15.9 before aperture corrections). With the variables in,
+    # three of tiny's six g-band stars bright enough are variables and PA1_g was 48 mmag.
     assert metrics["PA1"][0] < 7.5, metrics["PA1"]
     for band in "gri":
-        assert metrics[f"PA1_{band}"][0] < 10.0, metrics[f"PA1_{band}"]  # 5.0–6.9 from 14–28 stars
-    # forced photometry on the same images: measured 5.8 mmag (12.1 with inverse-variance weights)
+        assert metrics[f"PA1_{band}"][0] < 10.0, metrics[f"PA1_{band}"]  # 2.3–4.1 from 3–11 stars
+        assert "constant stars" in metrics[f"PA1_{band}"][2]
+    # forced photometry on the same images: measured 3.1 mmag (12.1 with inverse-variance weights)
     assert metrics["PA1_forced"][0] < 8.0, metrics["PA1_forced"]
 
 
@@ -53,7 +56,7 @@ def test_motion_and_parallax_pulls(metrics: dict[str, tuple[float, str, str]]) -
 
 
 def test_completeness_one_magnitude_above_the_coadd_depth(metrics: dict[str, tuple[float, str, str]]) -> None:
-    assert metrics["completeness_depth_minus_1"][0] >= 0.85, metrics["completeness_depth_minus_1"]  # 0.98
+    assert metrics["completeness_depth_minus_1"][0] >= 0.85, metrics["completeness_depth_minus_1"]  # 0.91
     assert metrics["completeness_depth_minus_1_all"][0] >= 0.85  # stars + galaxies: measured 0.96
 
 
@@ -64,8 +67,11 @@ def test_truth_based_depth_expectation_is_sane(metrics: dict[str, tuple[float, s
 
 
 def test_coadd_depth_within_02_mag_of_truth(metrics: dict[str, tuple[float, str, str]]) -> None:
-    # measured +0.09, −0.01, −0.14 (g, r, i); −0.54, −0.89, −1.13 before the sky-flat correction
+    # position by position at full coverage: measured −0.10, −0.16, −0.15 (g, r, i; against the
+    # median detector's whole stack −0.11, −0.17, −0.15); −0.54, −0.89, −1.13 before the sky-flat
+    # correction
     for band in "gri":
+        assert "full-coverage positions" in metrics[f"coadd_depth_minus_expected_{band}"][2]
         assert abs(metrics[f"coadd_depth_minus_expected_{band}"][0]) <= 0.2, metrics[
             f"coadd_depth_minus_expected_{band}"
         ]

@@ -70,6 +70,8 @@ def test_pa1_selects_stars_by_their_median_snr() -> None:
     _, n, _ = pa1(cat, {i: False for i in range(60)})
     assert n == 30
     assert pa1(cat, {i: False for i in range(60)}, min_snr=100)[1] == 60
+    # stars known to vary (the truth's variables) are left out when given
+    assert pa1(cat, {i: False for i in range(60)}, min_snr=100, exclude=set(range(10)))[1] == 50
 
 
 def test_pa1_leaves_out_flagged_measurements() -> None:
