@@ -61,6 +61,7 @@ __all__ = [
     "expanded_patch",
     "flat_grid_points",
     "flat_image",
+    "matching_fwhm",
     "patch_polygons",
     "plan_coadds",
     "release_skymap",
@@ -143,6 +144,24 @@ def patch_polygons(
     return out
 
 
+def matching_fwhm(psf: PsfModel, upsample: int = 8) -> float:
+    """FWHM (pixels) of a PSF model for PSF matching: area above half maximum of the cubic-upsampled model.
+
+    The models' own ``fwhm`` counts whole pixels above half maximum, which is quantized and depends
+    on where the peak falls in its pixel: ±4.7 % rms about the truth on ``small``. The coadd
+    matches every input to 1.02 × the broadest input's FWHM, so that noise went into the maximum:
+    g-band patches were matched to 4.8 % above 1.02 × the truth's broadest input (0.05 mag of
+    depth), r-band ones to 2.4 % *below* it (the broadest input then cannot be matched). Upsampled,
+    the scatter is 1.5 %. What it measures is the pixel-convolved PSF's width (4.7 % above the
+    intrinsic Moffat's at 6 px, 8.6 % at 3 px), the right one here: PSF-matching kernels are
+    differences of squared widths, in which the pixel's share cancels.
+    """
+    stamp = np.asarray(psf.image(), float)
+    up = ndimage.zoom(stamp, upsample, order=3)
+    area = float((up >= 0.5 * up.max()).sum()) / upsample**2
+    return float(2.0 * np.sqrt(area / np.pi))
+
+
 def expanded_patch(patch: Patch, border: int) -> Patch:
     """The patch grown by ``border`` pixels on every side (same tract pixel grid)."""
     w = patch.wcs.deepcopy()
@@ -172,6 +191,10 @@ def release_skymap(
     return skymap
 
 
+COADD_VERSION = 2
+"""Part of every quantum's digest: bumped when the coadd algorithm changes, so re-runs rebuild."""
+
+
 @dataclass(frozen=True)
 class CoaddQuantum:
     """One (patch, band) coadd: its inputs and their digest.
@@ -190,6 +213,7 @@ class CoaddQuantum:
     def digest(self) -> str:
         payload = json.dumps(
             [
+                COADD_VERSION,
                 self.border,
                 [
                     (v, d, round(f, 7), [round(g, 6) for g in flat])
@@ -275,6 +299,7 @@ def coadd_quantum(
             image, window = _crop_to_patch(full, big)
             del full
             psf = psf_from_dict(repo.get("drp_psf", visit=v, detector=d, collections=run))
+            psf.fwhm = matching_fwhm(psf)
             if not (np.isfinite(factor) and factor > 0):
                 factor = (
                     1.0  # no calibration for this detector-visit: its reference-catalog zero point stands
