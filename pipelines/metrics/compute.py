@@ -27,7 +27,9 @@ median absolute position error per coordinate at J2016.0 (the SRD's AA1 against 
 from __future__ import annotations
 
 import itertools
+import json
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -228,13 +230,22 @@ def expected_coadd_depth(
 def _truth_visit_noise(
     repo: DataRepository, fwhm: dict[tuple[int, int], float]
 ) -> dict[tuple[int, int], dict[str, Any]]:
-    """(exposure, detector) → {"band", "var" (sky + read noise per pixel, nJy²), "fwhm" (px)} from the truth."""
+    """(exposure, detector) → {"band", "var" (sky + read noise per pixel, nJy²), "fwhm" (px)} from the truth.
+
+    The truth's ``sky_electrons`` and ``electrons_per_njy`` are what reaches the detector; the
+    pixels then collect a fraction ``q`` of it, the simulator's true flat (QE × vignetting × PRNU,
+    0.73–1.0 across ``small``'s detectors, mostly vignetting): ``q·sky`` electrons of sky and ``q·e``
+    per nJy. Leaving ``q`` out made the expectation 0.08–0.13 mag too deep on ``small``. Per pixel
+    in nJy² the variance is ``(q·sky + rn²) / (q·e)²``, ``q`` the detector's mean true flat in the band.
+    """
     butler = repo.butler
     try:
         sim = butler.get("sim_config", collections=COLLECTIONS["truth"])
-        scale = float(sim.get("config", sim)["camera"]["pixel_scale"])
+        config = sim.get("config", sim)
+        scale = float(config["camera"]["pixel_scale"])
     except Exception:  # a repo without simulator truth: no expectation
         return {}
+    throughput = _flat_throughput(config, sim.get("seed"))
     out: dict[tuple[int, int], dict[str, Any]] = {}
     refs = butler.query_datasets(
         "truth_visit_info", collections=COLLECTIONS["truth"], find_first=True, explain=False, limit=None
@@ -244,10 +255,29 @@ def _truth_visit_noise(
         key = (int(info["exposure"]), int(info["detector"]))
         if key not in fwhm:
             continue
-        e_per_njy = float(info["electrons_per_njy"])
-        var = (float(info["sky_electrons"]) + float(info["read_noise"]) ** 2) / e_per_njy**2
+        q = throughput(int(info["detector"]), str(info["band"]))
+        e_per_njy = float(info["electrons_per_njy"]) * q
+        var = (float(info["sky_electrons"]) * q + float(info["read_noise"]) ** 2) / e_per_njy**2
         out[key] = {"band": str(info["band"]), "var": var, "fwhm": fwhm[key] / scale}
     return out
+
+
+def _flat_throughput(config: dict[str, Any], seed: Any) -> Callable[[int, str], float]:
+    """(detector, band) → the mean of the simulator's true flat (1.0 when it cannot be rebuilt)."""
+    cache: dict[tuple[int, str], float] = {}
+    config_json = json.dumps(config)
+
+    def mean_flat(detector: int, band: str) -> float:
+        if (detector, band) not in cache:
+            try:
+                from pachon.pipelines.sim.render import true_flat
+
+                cache[(detector, band)] = float(np.mean(true_flat(config_json, int(seed), detector, band)))
+            except Exception:  # an older simulator's config: the sky as it reaches the detector
+                cache[(detector, band)] = 1.0
+        return cache[(detector, band)]
+
+    return mean_flat
 
 
 def _truth_depths(noise: dict[tuple[int, int], dict[str, Any]]) -> dict[str, float]:
