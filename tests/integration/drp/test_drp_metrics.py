@@ -56,7 +56,7 @@ def test_motion_and_parallax_pulls(metrics: dict[str, tuple[float, str, str]]) -
 
 
 def test_completeness_one_magnitude_above_the_coadd_depth(metrics: dict[str, tuple[float, str, str]]) -> None:
-    assert metrics["completeness_depth_minus_1"][0] >= 0.85, metrics["completeness_depth_minus_1"]  # 0.91
+    assert metrics["completeness_depth_minus_1"][0] >= 0.85, metrics["completeness_depth_minus_1"]  # 0.93
     assert metrics["completeness_depth_minus_1_all"][0] >= 0.85  # stars + galaxies: measured 0.96
 
 
@@ -67,9 +67,9 @@ def test_truth_based_depth_expectation_is_sane(metrics: dict[str, tuple[float, s
 
 
 def test_coadd_depth_within_02_mag_of_truth(metrics: dict[str, tuple[float, str, str]]) -> None:
-    # position by position at full coverage: measured −0.10, −0.16, −0.15 (g, r, i; against the
-    # median detector's whole stack −0.11, −0.17, −0.15); −0.54, −0.89, −1.13 before the sky-flat
-    # correction
+    # position by position at full coverage, the detectors' throughput counted: measured −0.10,
+    # −0.12, −0.09 (g, r, i; against the median detector's whole stack −0.11, −0.12, −0.09);
+    # −0.54, −0.89, −1.13 before the sky-flat correction
     for band in "gri":
         assert "full-coverage positions" in metrics[f"coadd_depth_minus_expected_{band}"][2]
         assert abs(metrics[f"coadd_depth_minus_expected_{band}"][0]) <= 0.2, metrics[
