@@ -23,7 +23,13 @@ from pachon.pipelines.prompt.config import DiaConfig
 from pachon.pipelines.prompt.measure import aperture_photometry, detect, psf_photometry
 from pachon.pipelines.prompt.psf import PsfModel
 
-__all__ = ["RB_FEATURES", "detect_dia_sources"]
+__all__ = [
+    "RB_FEATURES",
+    "bright_neighbour",
+    "detect_dia_sources",
+    "neighbour_aware_chi2",
+    "template_host_extendedness",
+]
 
 _UNUSABLE = (1 << MASK_PLANES["NO_DATA"]) | (1 << MASK_PLANES["BAD"]) | (1 << MASK_PLANES["SAT"])
 
@@ -59,10 +65,13 @@ star's core clipped in the coadd) very badly, so it tells a change on a galaxy c
 subtraction residual, which ``rb_flux_ratio`` alone cannot at a few percent of the host's flux.
 The template fit also suffers from the template's narrower PSF on bright stars, so
 ``rb_sci_chi2`` (the same on the science image, whose PSF the model is) and ``rb_host_extendedness``
-(the visit's own star/galaxy call for the direct-image source within one FWHM, 0.5 when there is
-none) say more directly whether the change sits on a galaxy. ``rb_bright_neighbour`` still counts
-galaxies too (a bright galaxy's core residual is as bogus as a star's); the trees learn from
-``rb_host_extendedness`` when a bright extended neighbour is the host of a real change. A BAD-pixel
+(the star/galaxy call of the host — the direct-image source within one FWHM — measured on the
+*template*, where the host is seen without the change and in better seeing; 0.5 when the template
+shows none; see :func:`template_host_extendedness`) say more directly whether the change sits on a galaxy. ``rb_bright_neighbour`` counts bright
+stars and galaxies alike, but only *other* than the host (beyond one FWHM; see
+:func:`bright_neighbour`), and ``rb_tmpl_chi2``/``rb_sci_chi2`` are fitted jointly with the visit's
+neighbouring sources (:func:`neighbour_aware_chi2`), so "next to a bright source" and "on a bright
+source" are separate questions. A BAD-pixel
 neighbour now counts in ``rb_flagged`` (columns next to bad ones leave bright artefacts).
 """
 
@@ -153,6 +162,81 @@ def _trail_fit(
     return f, 1.0 / np.sqrt(denom), chi2
 
 
+def neighbour_aware_chi2(
+    image: np.ndarray,
+    variance: np.ndarray,
+    bad: np.ndarray,
+    psf: PsfModel,
+    x: np.ndarray,
+    y: np.ndarray,
+    neighbours: np.ndarray,
+    *,
+    exclude: float,
+) -> np.ndarray:
+    """Reduced χ² of a PSF fit at each (x, y) fitted *jointly* with the PSFs of its neighbours.
+
+    ``neighbours`` are (n, 2) pixel positions of the visit's other direct-image sources; those
+    farther than ``exclude`` from the position (nearer ones are the source itself or its host) and
+    within the fit radius (2 FWHM) plus a PSF radius get a free flux each, the fit is linear in all
+    the fluxes over the unmasked pixels of the union of their stamps, and the χ² is counted over the
+    target's fit radius only. Without neighbours it is the plain PSF fit's χ².
+
+    **Why.** The template and science χ² tell a point-like change from a galaxy core or a template
+    defect; a bright star 2–3 FWHM away puts its wings into the fit radius and made a clean SN look
+    like a badly fitting blob (on ``tiny``, SN 4000000024, 12 px from a 20 µJy star, had a template
+    χ² of 19; fitted with its neighbours, 2.3).
+    """
+    n = len(x)
+    out = np.full(n, np.nan)
+    size = psf.size
+    half = size // 2
+    ny, nx = image.shape
+    radius = max(2.0 * psf.fwhm, 3.0)
+    tree = cKDTree(neighbours) if len(neighbours) else None
+    for i in range(n):
+        if not (np.isfinite(x[i]) and np.isfinite(y[i])):
+            continue
+        centres = [(float(x[i]), float(y[i]))]
+        if tree is not None:
+            for j in tree.query_ball_point([x[i], y[i]], radius + half):
+                dn = float(np.hypot(neighbours[j, 0] - x[i], neighbours[j, 1] - y[i]))
+                if dn >= exclude:
+                    centres.append((float(neighbours[j, 0]), float(neighbours[j, 1])))
+        xs = [c[0] for c in centres]
+        ys = [c[1] for c in centres]
+        x0 = max(int(np.floor(min(xs))) - half, 0)
+        x1 = min(int(np.ceil(max(xs))) + half + 1, nx)
+        y0 = max(int(np.floor(min(ys))) - half, 0)
+        y1 = min(int(np.ceil(max(ys))) + half + 1, ny)
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            continue
+        models = np.zeros((len(centres), y1 - y0, x1 - x0))
+        for k, (cx, cy) in enumerate(centres):
+            ix, iy = round(cx), round(cy)
+            stamp = psf.image(cx, cy, dx=cx - ix, dy=cy - iy)
+            sx0, sy0 = ix - half, iy - half
+            ax0, ax1 = max(sx0, x0), min(sx0 + size, x1)
+            ay0, ay1 = max(sy0, y0), min(sy0 + size, y1)
+            if ax1 <= ax0 or ay1 <= ay0:
+                continue
+            models[k, ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = stamp[
+                ay0 - sy0 : ay1 - sy0, ax0 - sx0 : ax1 - sx0
+            ]
+        d = image[y0:y1, x0:x1]
+        v = variance[y0:y1, x0:x1]
+        ok = ~bad[y0:y1, x0:x1] & np.isfinite(d) & (v > 0) & (models.sum(axis=0) > 0)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        target = ok & ((xx - x[i]) ** 2 + (yy - y[i]) ** 2 <= radius**2)
+        if target.sum() < 3:
+            continue
+        w = 1.0 / np.sqrt(v[ok])
+        a = (models[:, ok] * w).T
+        coef, *_ = np.linalg.lstsq(a, d[ok] * w, rcond=None)
+        resid = (d - np.tensordot(coef, models, axes=1)) ** 2 / np.where(v > 0, v, 1.0)
+        out[i] = float(resid[target].sum() / max(target.sum() - 1, 1))
+    return out
+
+
 def _axes(x2: np.ndarray, y2: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Major and minor second-moment eigenvalues and the major axis angle (rad) of each footprint."""
     mean = 0.5 * (x2 + y2)
@@ -168,6 +252,7 @@ def _measure(
     template: Exposure,
     psf: PsfModel,
     config: DiaConfig,
+    neighbours: np.ndarray | None = None,
 ) -> Table:
     diff = np.asarray(difference.data, dtype=np.float32) * sign
     var = np.asarray(difference.variance, dtype=np.float32)
@@ -189,6 +274,23 @@ def _measure(
     tmp_bad = (np.asarray(template.mask) & _UNUSABLE) != 0
     tmp = psf_photometry(
         np.asarray(template.data, np.float32), np.asarray(template.variance, np.float32), tmp_bad, psf, x, y
+    )
+    # the template and science χ² are fitted jointly with the direct-image neighbours' PSFs, so a
+    # bright star's wings do not make a clean source look bad (on the difference the neighbours are
+    # subtracted: what is left of them is not PSF-shaped, and the plain fit's χ² stays)
+    nbr = np.zeros((0, 2)) if neighbours is None else neighbours
+    sci_chi2 = neighbour_aware_chi2(
+        np.asarray(science.data, np.float32), sci_var, sci_bad, psf, x, y, nbr, exclude=psf.fwhm
+    )
+    tmpl_chi2 = neighbour_aware_chi2(
+        np.asarray(template.data, np.float32),
+        np.asarray(template.variance, np.float32),
+        tmp_bad,
+        psf,
+        x,
+        y,
+        nbr,
+        exclude=psf.fwhm,
     )
     ap, ap_err, _ = aperture_photometry(diff, var, bad, x, y, max(2.0 * psf.fwhm, 3.0))
     snr = np.abs(flux) / err
@@ -308,8 +410,8 @@ def _measure(
             "pixelFlags_suspect": near("SUSPECT"),
             "pixelFlags_suspectCenter": center("SUSPECT"),
             "rb_dipole_ratio": dip_ratio,
-            "rb_tmpl_chi2_raw": np.asarray(tmp["chi2"]),
-            "rb_sci_chi2_raw": np.asarray(sci["chi2"]),
+            "rb_tmpl_chi2_raw": tmpl_chi2,
+            "rb_sci_chi2_raw": sci_chi2,
             "rb_masked_fraction": np.asarray(phot["maskedFraction"]),
             "rb_peak_offset": np.hypot(x - np.asarray(objs["x"]), y - np.asarray(objs["y"])),
         }
@@ -378,6 +480,11 @@ def detect_dia_sources(
     var = np.asarray(difference.variance, dtype=np.float32)
     bad = (np.asarray(difference.mask) & _UNUSABLE) != 0
     factor = psf_noise_factor(image, var, bad, psf)
+    neighbours = (
+        np.column_stack([np.asarray(direct_sources["x"], float), np.asarray(direct_sources["y"], float)])
+        if direct_sources is not None and len(direct_sources)
+        else np.zeros((0, 2))
+    )
     difference.meta["DIFNOISE"] = (factor, "PSF-flux noise / independent-pixel prediction")
     tables = []
     for sign in (1, -1):
@@ -391,7 +498,7 @@ def detect_dia_sources(
             deblend=False,
         )
         if len(objs):
-            t = _measure(objs, sign, difference, science, template, psf, config)
+            t = _measure(objs, sign, difference, science, template, psf, config, neighbours)
             t["psfFluxErr"] = np.asarray(t["psfFluxErr"]) * factor
             t["apFluxErr"] = np.asarray(t["apFluxErr"]) * factor
             t["snr"] = (np.abs(np.asarray(t["psfFlux"])) / np.asarray(t["psfFluxErr"])).astype(np.float32)
@@ -403,7 +510,86 @@ def detect_dia_sources(
     table = table[np.isfinite(table["psfFlux"]) & (table["snr"] >= 0.8 * config.threshold)]
     table = table[~_fragments(table, psf)]
     _add_features(table, psf, direct_sources)
+    table["rb_host_extendedness"] = template_host_extendedness(
+        table,
+        template,
+        direct_sources,
+        fwhm=psf.fwhm,
+        template_fwhm=float(difference.meta.get("TMPLFWHM", 0.0)),
+    )
     return table
+
+
+def template_host_extendedness(
+    table: Table,
+    template: Exposure,
+    direct_sources: Table | None,
+    *,
+    fwhm: float,
+    template_fwhm: float,
+    min_snr: float = 5.0,
+    galaxy_ratio: float = 0.85,
+) -> np.ndarray:
+    """The star (0) / galaxy (1) call of each DiaSource's host measured on the *template*, 0.5 without one.
+
+    The host is the visit's direct-image source within one FWHM (its centroid; the DiaSource's own
+    position when there is none), and it is measured on the warped template: the ratio of a PSF flux
+    (a Gaussian of the template's FWHM, ``TMPLFWHM`` of the difference image) to a 2-FWHM aperture
+    flux, over the same ratio's median on the visit's PSF stars measured there (the stellar locus);
+    below ``galaxy_ratio`` of it the host is extended. Hosts under ``min_snr`` on the template
+    (a new source on empty sky) get 0.5.
+
+    **Why the template and not the visit.** The visit's own ``extendedness`` measures the host *with
+    the transient on it*: an SN of a few tens of percent of a compact host's flux makes the blend
+    look point-like, and a brightening "star" is what a variable star or a star's subtraction
+    residual looks like. Worse, training never saw that bias: fakes are injected *after* the
+    visit's source catalogue is measured, so every training host was called without its fake,
+    while every real SN's host is called with it. On ``tiny`` SN 4000000035 (true SNR 10.2) on a
+    compact galaxy the visit called a star was rejected so. The template holds the host before the
+    change, in training and in production alike. The call itself is no sharper than the visit's
+    (on 16 ``tiny`` detector-visits, sources at SNR > 10: the template mislabels 18 % of truth
+    stars and 27 % of galaxies, the visit 9 % and 35 %; a PSF fitted on the template's stars instead
+    of the Gaussian changes that by ≤ 2 %), but it is the same in training and in production.
+    """
+    n = len(table)
+    out = np.full(n, 0.5)
+    if not n:
+        return out
+    from pachon.pipelines.prompt.psf import gaussian_psf
+
+    ft = template_fwhm if template_fwhm > 0 else fwhm
+    size = int(2 * np.ceil(2.5 * ft) + 1)
+    tpsf = gaussian_psf(ft / 2.3548, size=max(size, 11))
+    image = np.asarray(template.data, dtype=np.float32)
+    var = np.asarray(template.variance, dtype=np.float32)
+    bad = (np.asarray(template.mask) & _UNUSABLE) != 0
+    x = np.asarray(table["x"], dtype=float).copy()
+    y = np.asarray(table["y"], dtype=float).copy()
+    stellar = np.nan
+    if direct_sources is not None and len(direct_sources):
+        sx = np.asarray(direct_sources["x"], dtype=float)
+        sy = np.asarray(direct_sources["y"], dtype=float)
+        dist, idx = cKDTree(np.column_stack([sx, sy])).query(np.column_stack([x, y]))
+        near = dist < fwhm
+        x[near], y[near] = sx[idx[near]], sy[idx[near]]
+        if "calib_psf_used" in direct_sources.colnames:
+            stars = np.asarray(direct_sources["calib_psf_used"], dtype=bool)
+            if stars.sum() >= 5:
+                sp = np.asarray(psf_photometry(image, var, bad, tpsf, sx[stars], sy[stars])["flux"])
+                sa = aperture_photometry(image, var, bad, sx[stars], sy[stars], 2.0 * ft)[0]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    stellar = float(np.nanmedian(np.where(sa > 0, sp / sa, np.nan)))
+    if not np.isfinite(stellar) or stellar <= 0:
+        return out
+    phot = psf_photometry(image, var, bad, tpsf, x, y)
+    pf = np.asarray(phot["flux"])
+    snr = pf / np.asarray(phot["fluxErr"])
+    af = aperture_photometry(image, var, bad, x, y, 2.0 * ft)[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(af > 0, pf / af, np.nan) / stellar
+    hosted = np.isfinite(snr) & (snr >= min_snr) & np.isfinite(ratio)
+    out[hosted] = (ratio[hosted] < galaxy_ratio).astype(float)
+    return out
 
 
 def _fragments(table: Table, psf: PsfModel, *, ratio: float = 20.0, reach_fwhm: float = 4.0) -> np.ndarray:
@@ -465,34 +651,9 @@ def _add_features(table: Table, psf: PsfModel, direct_sources: Table | None) -> 
     # of a star or a galaxy core is tens of percent (≈ −0.5), a new source on empty sky 100 % (0)
     ratio = np.nan_to_num(diff_flux / (diff_flux + np.maximum(tmpl_flux, 0.0) + 1e-3), nan=1.0)
     table["rb_flux_ratio"] = np.log10(np.clip(ratio, 1e-3, 1.0))
-    bright = np.zeros(n)
-    if direct_sources is not None and len(direct_sources) and n:
-        dsnr = np.asarray(direct_sources["psfFlux"]) / np.asarray(direct_sources["psfFluxErr"])
-        sel = np.isfinite(dsnr) & (dsnr > 50)
-        if sel.any():
-            tree = cKDTree(
-                np.column_stack([np.asarray(direct_sources["x"])[sel], np.asarray(direct_sources["y"])[sel]])
-            )
-            # the nearest bright source other than the DiaSource's own counterpart (a bright new
-            # transient is its own direct-image source): log SNR fading with distance in PSF FWHMs
-            dist, idx = tree.query(np.column_stack([table["x"], table["y"]]), k=2)
-            own = dist[:, 0] < 1.0
-            d = np.where(own, dist[:, 1], dist[:, 0])
-            j = np.where(own, idx[:, 1], idx[:, 0])
-            ok = np.isfinite(d)
-            j = np.where(ok, j, 0)
-            bright = np.where(
-                ok, np.log10(dsnr[sel][j]) * np.exp(-np.where(ok, d, 0) / (1.5 * psf.fwhm)), 0.0
-            )
-    table["rb_bright_neighbour"] = bright
-    host_ext = np.full(n, 0.5)
-    if direct_sources is not None and len(direct_sources) and n and "extendedness" in direct_sources.colnames:
-        dist, idx = cKDTree(
-            np.column_stack([np.asarray(direct_sources["x"]), np.asarray(direct_sources["y"])])
-        ).query(np.column_stack([table["x"], table["y"]]))
-        ext = np.nan_to_num(np.asarray(direct_sources["extendedness"], float), nan=0.5)
-        host_ext = np.where(dist < psf.fwhm, ext[np.minimum(idx, len(ext) - 1)], 0.5)
-    table["rb_host_extendedness"] = host_ext
+    table["rb_bright_neighbour"] = bright_neighbour(
+        np.asarray(table["x"], float), np.asarray(table["y"], float), direct_sources, fwhm=psf.fwhm
+    )
     table["rb_flagged"] = (
         np.asarray(table["pixelFlags_cr"], dtype=float)
         + np.asarray(table["pixelFlags_interpolated"], dtype=float)
@@ -500,6 +661,44 @@ def _add_features(table: Table, psf: PsfModel, direct_sources: Table | None) -> 
         + np.asarray(table["pixelFlags_nodata"], dtype=float)
         + np.asarray(table["pixelFlags_bad"], dtype=float)
     )
+
+
+def bright_neighbour(
+    x: np.ndarray, y: np.ndarray, direct_sources: Table | None, *, fwhm: float, min_snr: float = 50.0
+) -> np.ndarray:
+    """``rb_bright_neighbour``: log₁₀ SNR of the strongest bright direct-image source *other than* the host.
+
+    Each bright (PSF SNR > ``min_snr``) source of the visit's ``source`` table counts
+    ``log₁₀ SNR · exp(−d / 1.5 FWHM)`` at distance d, and the largest over the eight nearest is
+    kept; sources within one FWHM are the DiaSource's own counterpart or host and do not count
+    (a bright transient is its own direct-image source; a host is described by the template
+    features and ``rb_host_extendedness``).
+
+    **Why not the nearest source beyond one pixel**, as before: an SN 2–3 px from the core of its
+    bright host, and the dipole a shifted star leaves 1–2 px from it, then both counted their own
+    host as a "bright neighbour", so the feature stood for "on a bright source" as much as "next to
+    one", and the trees learnt that a large value is bogus: on ``tiny`` (training visits, held out
+    by visit) 0.67 of the real fakes at SNR ≥ 10 with a value above 0.3 were kept, 0.94 with the host
+    left out.
+    """
+    n = len(x)
+    out = np.zeros(n)
+    if direct_sources is None or not len(direct_sources) or not n:
+        return out
+    dsnr = np.asarray(direct_sources["psfFlux"], float) / np.asarray(direct_sources["psfFluxErr"], float)
+    sel = np.isfinite(dsnr) & (dsnr > min_snr)
+    if not sel.any():
+        return out
+    tree = cKDTree(
+        np.column_stack([np.asarray(direct_sources["x"])[sel], np.asarray(direct_sources["y"])[sel]])
+    )
+    k = min(8, int(sel.sum()))
+    dist, idx = tree.query(np.column_stack([x, y]), k=k)
+    dist, idx = np.reshape(dist, (n, k)), np.reshape(idx, (n, k))
+    other = np.isfinite(dist) & (dist >= fwhm)
+    j = np.where(other, idx, 0)
+    weight = np.log10(dsnr[sel][j]) * np.exp(-np.where(other, dist, 0.0) / (1.5 * fwhm))
+    return np.asarray(np.where(other, weight, 0.0).max(axis=1))
 
 
 def _empty() -> Table:

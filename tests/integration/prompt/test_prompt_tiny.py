@@ -151,10 +151,13 @@ def test_transient_completeness_regression(score) -> None:  # type: ignore[no-un
 
 @pytest.mark.xfail(
     reason="half met on tiny (scoring, 44 detector-visits, boosted-tree real/bogus, operating point from "
-    "held-out training visits): 0.88 at 5–10 (15/17) but 0.92 at true SNR ≥ 10 (24/26: two SNe cut by "
-    "real/bogus, at SNR 10.2 on a compact host the visit calls a star, and at 15 next to a bright "
-    "neighbour), at 4.4 false per 4k; the 389 held-out injected fakes at SNR ≥ 10 give 0.99 "
-    "(test_injected_transient_completeness), so one more miss among 26 decides this test",
+    "held-out training visits): 0.76 at 5–10 (13/17) but 0.92 at true SNR ≥ 10 (24/26), at 3.6 false per 4k. "
+    "SN 4000000035 (SNR 10.2, compact host the visit called a star) is now kept: the host's type comes from "
+    "the template. SN 4000000024 (SNR 15, 3 FWHM from a star whose template core hole spreads into its fit) "
+    "and SN 4000000031 (SNR 12 on a galaxy) are cut at the difference-χ² step the trees learn from fakes "
+    "drawn with the pipeline's own PSF (1 % of training fakes at SNR 10–20 lie above 0, these two at "
+    "0.01–0.04). Across 6 tree seeds this configuration keeps 24/26 in 5; the template-host change alone "
+    "kept 25/26 but let 6.9 false per 4k through",
     strict=False,
 )
 def test_transient_completeness_acceptance(score) -> None:  # type: ignore[no-untyped-def]
@@ -242,16 +245,18 @@ def test_injected_transients_on_empty_sky_and_trailed_are_found(fakes) -> None: 
     """Regression guard: held-out fakes away from galaxies (new point sources, asteroid trails) at SNR ≥ 10."""
     f = _fake_figures(fakes)
     assert f["n_point"] >= 200
-    assert f["point"] >= 0.93  # measured 0.99 on empty sky, 0.99 trailed
-    assert f["hi"] >= 0.85  # all kinds, galaxy cores included (measured 0.987)
+    assert f["point"] >= 0.93  # measured 0.98 on empty sky, 0.95 trailed
+    assert f["hi"] >= 0.85  # all kinds, galaxy cores included (measured 0.956)
 
 
 def test_injected_transient_completeness(fakes) -> None:  # type: ignore[no-untyped-def]
     """Issue 5's completeness on held-out injected transients: ≥ 95 % at SNR ≥ 10, ≥ 50 % at 5–10.
 
-    Measured on a fresh tiny run: 0.987 at SNR ≥ 10 (n=389; sky 0.99, galaxy cores 0.96, trailed
-    0.99) and 0.70 at 5–10 (n=200). It read 0.90 (galaxy cores 0.74) while fakes were piled several to
-    a galaxy: their DIA sources blended and were scored ``offset``.
+    Measured on a fresh tiny run: 0.956 at SNR ≥ 10 (n=389; sky 0.98, galaxy cores 0.91, trailed
+    0.95) and 0.64 at 5–10 (n=200). It read 0.987 (0.70 at 5–10) before the training fakes included
+    sources next to bright neighbours (their operating point is stricter), and 0.90 (galaxy cores
+    0.74) while fakes were piled several to a galaxy: their DIA sources blended and were scored
+    ``offset``.
     """
     f = _fake_figures(fakes)
     assert f["n_hi"] >= 300 and f["n_mid"] >= 100
