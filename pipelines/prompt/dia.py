@@ -6,8 +6,10 @@ Every candidate is measured with the Rubin DiaSource column names: PSF flux on t
 (``psfFlux``), forced PSF flux on the science image (``scienceFlux``) and on the warped template
 (``templateFlux``), aperture flux, windowed centroid with errors, adaptive-moment-like second
 moments next to the PSF's, a dipole measurement (positive and negative lobes within the footprint:
-``dipoleMeanFlux``, ``dipoleFluxDiff``, ``dipoleLength``, ``dipoleAngle``, ``isDipole``) and pixel
-flags. The features a real/bogus classifier needs come along in extra columns prefixed ``rb_``.
+``dipoleMeanFlux``, ``dipoleFluxDiff``, ``dipoleLength``, ``dipoleAngle``, ``isDipole``), a trailed-PSF
+fit where the footprint is elongated (``trailFlux``, ``trailLength``, ``trailAngle``, ``trailChi2``) and
+pixel flags. Lengths are in arcsec and angles are bearings (degrees East of North), as the APDB
+schema defines them (:func:`sky_bearing`). The features a real/bogus classifier needs come along in extra columns prefixed ``rb_``.
 """
 
 from __future__ import annotations
@@ -380,8 +382,8 @@ def _measure(
             "templateFluxErr": np.asarray(tmp["fluxErr"]),
             "dipoleMeanFlux": dip_mean,
             "dipoleFluxDiff": dip_diff,
-            "dipoleLength": dip_len,
-            "dipoleAngle": dip_ang,
+            "dipoleLength": dip_len * scale * 3600.0,
+            "dipoleAngle": sky_bearing(wcs, x, y, np.radians(dip_ang)),
             "dipoleNdata": np.zeros(n, dtype=np.int32),
             "isDipole": is_dip,
             "ixx": np.asarray(objs["x2"], dtype=np.float32),
@@ -394,7 +396,7 @@ def _measure(
             "trailNdata": np.zeros(n, dtype=np.int32),
             "trailFlux": trail_flux,
             "trailLength": np.where(np.isfinite(trail_chi2), trail_len * psf_scale_arcsec(wcs), np.nan),
-            "trailAngle": np.where(np.isfinite(trail_chi2), np.degrees(theta), np.nan),
+            "trailAngle": np.where(np.isfinite(trail_chi2), sky_bearing(wcs, x, y, theta) % 180.0, np.nan),
             "trailChi2": trail_chi2,
             "rb_elongation": np.clip(elongation, 1.0, 10.0),
             "pixelFlags_bad": near("BAD"),
@@ -417,6 +419,30 @@ def _measure(
         }
     )
     return table
+
+
+def sky_bearing(wcs: WCS, x: np.ndarray, y: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Bearing (deg East of North, [0, 360)) of pixel direction ``angle`` (rad from +x towards +y) at (x, y).
+
+    The APDB's ``dipoleAngle`` and ``trailAngle`` are "the angle between the meridian through the
+    centroid and the dipole/trail direction (bearing)"; a pixel-frame angle depends on the
+    detector's rotation on the sky, so each direction is mapped through the WCS (distortion
+    included) by a step of 1 px. NaN angles stay NaN.
+    """
+    x, y, angle = (np.asarray(a, float) for a in (x, y, angle))
+    ok = np.isfinite(angle)
+    out = np.full(np.shape(angle), np.nan)
+    if not ok.any():
+        return out
+    ra0, dec0 = (np.radians(v) for v in wcs.all_pix2world(x[ok], y[ok], 0))
+    ra1, dec1 = (
+        np.radians(v) for v in wcs.all_pix2world(x[ok] + np.cos(angle[ok]), y[ok] + np.sin(angle[ok]), 0)
+    )
+    dra = ra1 - ra0
+    east = np.sin(dra) * np.cos(dec1)
+    north = np.cos(dec0) * np.sin(dec1) - np.sin(dec0) * np.cos(dec1) * np.cos(dra)
+    out[ok] = np.degrees(np.arctan2(east, north)) % 360.0
+    return out
 
 
 def psf_scale_arcsec(wcs: WCS) -> float:
