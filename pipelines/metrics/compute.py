@@ -198,6 +198,12 @@ def moffat_neff(fwhm_px: float, beta: float = MOFFAT_BETA) -> float:
     return float(np.pi * alpha**2 * (2 * beta - 1) / (beta - 1) ** 2)
 
 
+def _matched_flux_variance(var: np.ndarray, fwhm: np.ndarray, target: float) -> np.ndarray:
+    """Each visit's PSF-flux variance once PSF-matched to ``target`` (see :func:`expected_coadd_depth`)."""
+    st2 = target**2
+    return np.asarray(var * moffat_neff(target) * st2 / (2 * st2 - fwhm**2))
+
+
 def expected_coadd_depth(
     visits: list[dict[str, float]], *, match_factor: float = 1.02, psf_matched: bool = True
 ) -> float:
@@ -220,8 +226,7 @@ def expected_coadd_depth(
     if target is None:
         flux_var = var * np.array([moffat_neff(f) for f in fwhm])
     else:
-        st2, si2 = target**2, fwhm**2
-        flux_var = var * moffat_neff(target) * st2 / (2 * st2 - si2)
+        flux_var = _matched_flux_variance(var, fwhm, target)
         w = 1.0 / flux_var
     sigma = float(np.sqrt(np.sum(w**2 * flux_var)) / np.sum(w))
     return float(-2.5 * np.log10(5 * sigma) + 31.4)
@@ -325,9 +330,7 @@ def expected_patch_depth(
         return float("nan")
     var = np.array([v["var"] for v in visits], float)
     fwhm = np.array([v["fwhm"] for v in visits], float)
-    target = match_factor * float(fwhm.max())
-    st2 = target**2
-    inv_flux_var = 1.0 / (var * moffat_neff(target) * st2 / (2 * st2 - fwhm**2))
+    inv_flux_var = 1.0 / _matched_flux_variance(var, fwhm, match_factor * float(fwhm.max()))
     ny, nx = shape
     gy, gx = np.meshgrid(
         (np.arange(grid) + 0.5) * ny / grid, (np.arange(grid) + 0.5) * nx / grid, indexing="ij"
