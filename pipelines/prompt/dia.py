@@ -9,7 +9,8 @@ moments next to the PSF's, a dipole measurement (positive and negative lobes wit
 ``dipoleMeanFlux``, ``dipoleFluxDiff``, ``dipoleLength``, ``dipoleAngle``, ``isDipole``), a trailed-PSF
 fit where the footprint is elongated (``trailFlux``, ``trailLength``, ``trailAngle``, ``trailChi2``) and
 pixel flags. Lengths are in arcsec and angles are bearings (degrees East of North), as the APDB
-schema defines them (:func:`sky_bearing`). The features a real/bogus classifier needs come along in extra columns prefixed ``rb_``.
+schema defines them (:func:`sky_bearing`). The features a real/bogus classifier needs come along in
+extra columns prefixed ``rb_``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from scipy.spatial import cKDTree
 
 from pachon.core.image import MASK_PLANES, Exposure
 from pachon.pipelines.prompt.config import DiaConfig
-from pachon.pipelines.prompt.measure import aperture_photometry, detect, psf_photometry
+from pachon.pipelines.prompt.measure import aperture_photometry, detect, psf_aperture_ratio, psf_photometry
 from pachon.pipelines.prompt.psf import PsfModel
 
 __all__ = [
@@ -69,12 +70,12 @@ The template fit also suffers from the template's narrower PSF on bright stars, 
 ``rb_sci_chi2`` (the same on the science image, whose PSF the model is) and ``rb_host_extendedness``
 (the star/galaxy call of the host — the direct-image source within one FWHM — measured on the
 *template*, where the host is seen without the change and in better seeing; 0.5 when the template
-shows none; see :func:`template_host_extendedness`) say more directly whether the change sits on a galaxy. ``rb_bright_neighbour`` counts bright
-stars and galaxies alike, but only *other* than the host (beyond one FWHM; see
-:func:`bright_neighbour`), and ``rb_tmpl_chi2``/``rb_sci_chi2`` are fitted jointly with the visit's
-neighbouring sources (:func:`neighbour_aware_chi2`), so "next to a bright source" and "on a bright
-source" are separate questions. A BAD-pixel
-neighbour now counts in ``rb_flagged`` (columns next to bad ones leave bright artefacts).
+shows none; see :func:`template_host_extendedness`) say more directly whether the change sits on a
+galaxy. ``rb_bright_neighbour`` counts bright stars and galaxies alike, but only *other* than the
+host (beyond one FWHM; see :func:`bright_neighbour`), and ``rb_tmpl_chi2``/``rb_sci_chi2`` are
+fitted jointly with the visit's neighbouring sources (:func:`neighbour_aware_chi2`), so "next to a
+bright source" and "on a bright source" are separate questions. A BAD-pixel neighbour now counts in
+``rb_flagged`` (columns next to bad ones leave bright artefacts).
 """
 
 
@@ -601,18 +602,12 @@ def template_host_extendedness(
         if "calib_psf_used" in direct_sources.colnames:
             stars = np.asarray(direct_sources["calib_psf_used"], dtype=bool)
             if stars.sum() >= 5:
-                sp = np.asarray(psf_photometry(image, var, bad, tpsf, sx[stars], sy[stars])["flux"])
-                sa = aperture_photometry(image, var, bad, sx[stars], sy[stars], 2.0 * ft)[0]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    stellar = float(np.nanmedian(np.where(sa > 0, sp / sa, np.nan)))
+                star_ratio, _ = psf_aperture_ratio(image, var, bad, tpsf, sx[stars], sy[stars], 2.0 * ft)
+                stellar = float(np.nanmedian(star_ratio))
     if not np.isfinite(stellar) or stellar <= 0:
         return out
-    phot = psf_photometry(image, var, bad, tpsf, x, y)
-    pf = np.asarray(phot["flux"])
-    snr = pf / np.asarray(phot["fluxErr"])
-    af = aperture_photometry(image, var, bad, x, y, 2.0 * ft)[0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(af > 0, pf / af, np.nan) / stellar
+    ratio, snr = psf_aperture_ratio(image, var, bad, tpsf, x, y, 2.0 * ft)
+    ratio = ratio / stellar
     hosted = np.isfinite(snr) & (snr >= min_snr) & np.isfinite(ratio)
     out[hosted] = (ratio[hosted] < galaxy_ratio).astype(float)
     return out

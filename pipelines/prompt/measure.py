@@ -19,6 +19,7 @@ __all__ = [
     "detect",
     "estimate_background",
     "estimate_illumination",
+    "psf_aperture_ratio",
     "psf_photometry",
 ]
 
@@ -229,3 +230,25 @@ def aperture_photometry(
         data, np.asarray(x, float), np.asarray(y, float), radius, var=var, mask=bad, subpix=5
     )
     return np.asarray(flux), np.asarray(err), np.asarray(flag)
+
+
+def psf_aperture_ratio(
+    image: np.ndarray,
+    variance: np.ndarray,
+    bad: np.ndarray,
+    psf: PsfModel,
+    x: np.ndarray,
+    y: np.ndarray,
+    radius: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """PSF flux over the flux in a ``radius`` aperture at each (x, y), and the PSF flux's S/N.
+
+    The ratio is the same for every point source and lower for extended ones, so divided by its
+    value on the image's stars it calls sources stars or galaxies (NaN where the aperture flux is
+    not positive).
+    """
+    phot = psf_photometry(image, variance, bad, psf, x, y)
+    pf = np.asarray(phot["flux"])
+    af = aperture_photometry(image, variance, bad, x, y, radius)[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(af > 0, pf / af, np.nan), pf / np.asarray(phot["fluxErr"])

@@ -147,12 +147,10 @@ class FakeInjector:
         if usable.any():
             # extended: PSF flux well below the aperture flux, relative to the stellar locus (the
             # highest ratios), as the visit's own source extendedness is decided
-            from pachon.pipelines.prompt.measure import aperture_photometry, psf_photometry
+            from pachon.pipelines.prompt.measure import psf_aperture_ratio
 
             hx, hy = np.asarray(objs["x"], float), np.asarray(objs["y"], float)
-            pf = np.asarray(psf_photometry(image, var, bad, psf, hx, hy)["flux"])
-            af = aperture_photometry(image, var, bad, hx, hy, 2.0 * psf.fwhm)[0]
-            ratio = np.where(af > 0, pf / np.where(af > 0, af, 1.0), np.nan)
+            ratio, _ = psf_aperture_ratio(image, var, bad, psf, hx, hy, 2.0 * psf.fwhm)
             stellar = float(np.nanpercentile(ratio[usable], 90))
             extended = ~(ratio >= 0.85 * stellar)
         if self.galaxy_hosts:
