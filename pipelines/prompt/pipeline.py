@@ -324,7 +324,13 @@ def process_detector(
         step = "detect_dia"
         t0 = time.perf_counter()
         dia = detect_dia_sources(
-            sub.difference, science, template, sub.psf, direct_sources=cal.sources, config=config.dia
+            sub.difference,
+            science,
+            template,
+            sub.psf,
+            direct_sources=cal.sources,
+            config=config.dia,
+            template_share=sub.template_share,
         )
         n = len(dia)
         dia["diaSourceId"] = pack_ids(exposure.id, detector, np.arange(n), kind=1)

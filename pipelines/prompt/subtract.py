@@ -49,6 +49,8 @@ class SubtractionResult:
     preconvolved: bool
     template_fwhm: float
     science_fwhm: float
+    template_share: np.ndarray | None = None
+    """Per pixel, the template's part of the difference variance (K²⊗template variance / variance)."""
 
 
 def basis_kernels(size: int, sigmas: tuple[float, ...], degrees: tuple[int, ...]) -> np.ndarray:
@@ -297,7 +299,10 @@ def subtract(
         for i, j in powers:
             kc += coeffs[idx] * b_k * (0.0**i if i else 1.0) * (0.0**j if j else 1.0)
             idx += 1
-    var = sci_var + _fft_convolve_many(tmp_var, (kc**2)[None])[0]
+    tmp_part = _fft_convolve_many(tmp_var, (kc**2)[None])[0]
+    var = sci_var + tmp_part
+    share = np.clip(tmp_part / np.maximum(var, 1e-30), 0.0, 1.0).astype(np.float32)
+    del tmp_part
 
     mask = np.asarray(science.mask) | np.asarray(template.mask)
     conv_bad = ndimage.binary_dilation(tmp_bad, iterations=half) if tmp_bad.any() else tmp_bad
@@ -327,6 +332,7 @@ def subtract(
         preconvolved=preconvolved,
         template_fwhm=fwhm_t,
         science_fwhm=fwhm_s,
+        template_share=share,
     )
 
 
