@@ -149,17 +149,6 @@ def test_transient_completeness_regression(score) -> None:  # type: ignore[no-un
     assert hi >= 0.85
 
 
-@pytest.mark.xfail(
-    reason="half met on tiny (scoring, 44 detector-visits, boosted-tree real/bogus, operating point from "
-    "held-out training visits): 0.76 at 5–10 (13/17) but 0.92 at true SNR ≥ 10 (24/26), at 3.6 false per 4k. "
-    "SN 4000000035 (SNR 10.2, compact host the visit called a star) is now kept: the host's type comes from "
-    "the template. SN 4000000024 (SNR 15, 3 FWHM from a star whose template core hole spreads into its fit) "
-    "and SN 4000000031 (SNR 12 on a galaxy) are cut at the difference-χ² step the trees learn from fakes "
-    "drawn with the pipeline's own PSF (1 % of training fakes at SNR 10–20 lie above 0, these two at "
-    "0.01–0.04). Across 6 tree seeds this configuration keeps 24/26 in 5; the template-host change alone "
-    "kept 25/26 but let 6.9 false per 4k through",
-    strict=False,
-)
 def test_transient_completeness_acceptance(score) -> None:  # type: ignore[no-untyped-def]
     """Issue 5: SN + asteroid completeness ≥ 95 % at true SNR ≥ 10 and ≥ 50 % at SNR 5–10.
 
