@@ -495,13 +495,16 @@ class SkyFitNoise:
         b = self.block_factors.astype(np.float32)
         i0, i1, wi = self._block_axes(shape[0], b.shape[0], y)
         j0, j1, wj = self._block_axes(shape[1], b.shape[1], x)
-        if grid:  # x along columns, y along rows: the separable outer product
-            wi, wj = wi[:, None], wj[None, :]
-            top = b[i0][:, j0] * (1 - wj) + b[i0][:, j1] * wj
-            bottom = b[i1][:, j0] * (1 - wj) + b[i1][:, j1] * wj
-        else:
-            top = b[i0, j0] * (1 - wj) + b[i0, j1] * wj
-            bottom = b[i1, j0] * (1 - wj) + b[i1, j1] * wj
+        if grid:  # x along columns, y along rows: bilinear is separable, rows @ blocks @ columnsᵀ
+            rows = np.zeros((len(y), b.shape[0]), np.float32)
+            cols = np.zeros((len(x), b.shape[1]), np.float32)
+            np.add.at(rows, (np.arange(len(y)), i0), 1 - wi)
+            np.add.at(rows, (np.arange(len(y)), i1), wi)
+            np.add.at(cols, (np.arange(len(x)), j0), 1 - wj)
+            np.add.at(cols, (np.arange(len(x)), j1), wj)
+            return np.asarray(rows @ b @ cols.T, dtype=np.float32)
+        top = b[i0, j0] * (1 - wj) + b[i0, j1] * wj
+        bottom = b[i1, j0] * (1 - wj) + b[i1, j1] * wj
         return np.asarray(top * (1 - wi) + bottom * wi, dtype=np.float32)
 
     def factor_at(self, x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
