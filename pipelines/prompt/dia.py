@@ -25,7 +25,15 @@ from scipy.spatial import cKDTree
 
 from pachon.core.image import MASK_PLANES, Exposure
 from pachon.pipelines.prompt.config import DiaConfig
-from pachon.pipelines.prompt.measure import aperture_photometry, detect, psf_aperture_ratio, psf_photometry
+from pachon.pipelines.prompt.measure import (
+    aperture_photometry,
+    detect,
+    psf_aperture_ratio,
+    psf_fit_aperture,
+    psf_fit_radius,
+    psf_photometry,
+    psf_photometry_at_pixels,
+)
 from pachon.pipelines.prompt.psf import PsfModel
 
 __all__ = [
@@ -34,7 +42,6 @@ __all__ = [
     "bright_neighbour",
     "detect_dia_sources",
     "neighbour_aware_chi2",
-    "psf_noise_factor",
     "sky_fit_noise",
     "template_host_extendedness",
 ]
@@ -199,7 +206,7 @@ def neighbour_aware_chi2(
     size = psf.size
     half = size // 2
     ny, nx = image.shape
-    radius = max(2.0 * psf.fwhm, 3.0)
+    radius = psf_fit_radius(psf)
     tree = cKDTree(neighbours) if len(neighbours) else None
     for i in range(n):
         if not (np.isfinite(x[i]) and np.isfinite(y[i])):
@@ -300,7 +307,7 @@ def _measure(
         nbr,
         exclude=psf.fwhm,
     )
-    ap, ap_err, _ = aperture_photometry(diff, var, bad, x, y, max(2.0 * psf.fwhm, 3.0))
+    ap, ap_err, _ = aperture_photometry(diff, var, bad, x, y, psf_fit_radius(psf))
     snr = np.abs(flux) / err
     pos_err = np.sqrt(2.0) * psf.sigma / np.maximum(snr, 1e-3)
     ixx_p, iyy_p, ixy_p = _psf_moments(psf)
@@ -598,7 +605,7 @@ def sky_fit_noise(
     y = rng.integers(margin, ny - margin, n).astype(float)
     ok = ~bad[y.astype(int), x.astype(int)]
     x, y = x[ok], y[ok]
-    flux, err, chi2 = _psf_fits_at_pixels(image, variance, bad, psf, x.astype(int), y.astype(int))
+    flux, err, chi2 = psf_photometry_at_pixels(image, variance, bad, psf, x.astype(int), y.astype(int))
     good = np.isfinite(flux) & np.isfinite(err) & np.isfinite(chi2) & (err > 0)
     if good.sum() < 50:
         return SkyFitNoise()
@@ -622,10 +629,7 @@ def sky_fit_noise(
                 inside = z[(bi == i) & (bj == j)]
                 if inside.size >= 30:  # else no correction (a mostly masked block)
                     blocks[i, j] = max(1.0, _robust_sigma(inside))
-    radius = max(2.0 * psf.fwhm, 3.0)  # psf_photometry's default fit aperture
-    half = psf.size // 2
-    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
-    dof = max(int(((xx**2 + yy**2) <= radius**2).sum()) - 1, 1)
+    dof = max(int(psf_fit_aperture(psf).sum()) - 1, 1)
     return SkyFitNoise(
         factor=factor,
         share_coeffs=coeffs,
@@ -635,61 +639,6 @@ def sky_fit_noise(
         chi2_sigma=_robust_sigma(chi2),
         chi2_sigma_white=float(np.sqrt(2.0 / dof)),
     )
-
-
-def _psf_fits_at_pixels(
-    image: np.ndarray,
-    variance: np.ndarray,
-    bad: np.ndarray,
-    psf: PsfModel,
-    ix: np.ndarray,
-    iy: np.ndarray,
-    *,
-    chunk: int = 2048,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`~pachon.pipelines.prompt.measure.psf_photometry` (flux, error, reduced χ²) at whole pixels.
-
-    The same fit, vectorised over stamps: positions are whole pixels at least half a PSF stamp from the
-    edges, so no sub-pixel shift and no clipped stamp; the PSF's linear spatial terms are evaluated per
-    position. Measured on a 4k detector: 32,000 fits in ≈ 0.3 s instead of ≈ 3 s one by one.
-    """
-    size = psf.size
-    half = size // 2
-    radius = max(2.0 * psf.fwhm, 3.0)  # psf_photometry's default fit aperture
-    yy, xx = np.mgrid[:size, :size] - half
-    aperture = ((xx**2 + yy**2) <= radius**2).ravel()
-    comps = psf.components.reshape(len(psf.components), -1).astype(np.float64)
-    windows = {
-        name: np.lib.stride_tricks.sliding_window_view(a, (size, size))
-        for name, a in (("d", image), ("v", variance), ("b", bad))
-    }
-    n = len(ix)
-    flux, err, chi2 = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
-    ny, nx = psf.shape if len(psf.components) > 1 else (1, 1)
-    for start in range(0, n, chunk):
-        sl = slice(start, start + chunk)
-        r, c = iy[sl] - half, ix[sl] - half
-        d = windows["d"][r, c].reshape(len(r), -1).astype(np.float64)
-        v = windows["v"][r, c].reshape(len(r), -1).astype(np.float64)
-        ok = aperture[None, :] & ~windows["b"][r, c].reshape(len(r), -1) & np.isfinite(d) & (v > 0)
-        model = np.repeat(comps[:1], len(r), axis=0)
-        if len(comps) > 1:
-            u = 2 * ix[sl] / max(nx - 1, 1) - 1
-            w = 2 * iy[sl] / max(ny - 1, 1) - 1
-            model = model + u[:, None] * comps[1] + w[:, None] * comps[2]
-        model = np.clip(model, 0.0, None)
-        total = model.sum(axis=1, keepdims=True)
-        model = np.divide(model, total, out=model, where=total > 0)
-        inv_v = np.where(ok, 1.0 / np.where(ok, v, 1.0), 0.0)
-        d = np.where(ok, d, 0.0)
-        denom = (model**2 * inv_v).sum(axis=1)
-        fit = (ok.sum(axis=1) >= 3) & (denom > 0)
-        f = np.where(fit, (model * d * inv_v).sum(axis=1) / np.where(fit, denom, 1.0), np.nan)
-        flux[sl] = f
-        err[sl] = np.where(fit, 1.0 / np.sqrt(np.where(fit, denom, 1.0)), np.nan)
-        resid = ((d - np.nan_to_num(f)[:, None] * model) ** 2 * inv_v).sum(axis=1)
-        chi2[sl] = np.where(fit, resid / np.maximum(ok.sum(axis=1) - 1, 1), np.nan)
-    return flux, err, chi2
 
 
 def _share_model(pull: np.ndarray, share: np.ndarray, *, n_bins: int = 8) -> tuple[float, float] | None:
@@ -721,13 +670,6 @@ def _share_model(pull: np.ndarray, share: np.ndarray, *, n_bins: int = 8) -> tup
 
 def _robust_sigma(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
-
-
-def psf_noise_factor(
-    image: np.ndarray, variance: np.ndarray, bad: np.ndarray, psf: PsfModel, *, n: int = 600, seed: int = 0
-) -> float:
-    """Ratio of the true to the predicted scatter of PSF fluxes at random positions (≥ 1 when correlated)."""
-    return sky_fit_noise(image, variance, bad, psf, n=n, seed=seed).factor
 
 
 def detect_dia_sources(
@@ -765,13 +707,12 @@ def detect_dia_sources(
     var = np.asarray(difference.variance, dtype=np.float32)
     bad = (np.asarray(difference.mask) & _UNUSABLE) != 0
     sky = sky_fit_noise(image, var, bad, psf, template_share=template_share)
-    factor = sky.factor
     neighbours = (
         np.column_stack([np.asarray(direct_sources["x"], float), np.asarray(direct_sources["y"], float)])
         if direct_sources is not None and len(direct_sources)
         else np.zeros((0, 2))
     )
-    difference.meta["DIFNOISE"] = (factor, "PSF-flux noise / independent-pixel prediction")
+    difference.meta["DIFNOISE"] = (sky.factor, "PSF-flux noise / independent-pixel prediction")
     if sky.share_coeffs is not None:
         difference.meta["DIFNOISA"] = (sky.share_coeffs[0], "noise factor^2 = A + B * template share")
         difference.meta["DIFNOISB"] = (sky.share_coeffs[1], "noise factor^2 = A + B * template share")

@@ -110,7 +110,9 @@ class PsfModel:
         """Gaussian-equivalent width in pixels (FWHM / 2.3548)."""
         return self.fwhm / 2.3548
 
-    def _uv(self, x: float, y: float) -> tuple[float, float]:
+    def _uv(
+        self, x: float | np.ndarray, y: float | np.ndarray
+    ) -> tuple[float | np.ndarray, float | np.ndarray]:
         ny, nx = self.shape
         return 2 * x / max(nx - 1, 1) - 1, 2 * y / max(ny - 1, 1) - 1
 
@@ -127,6 +129,18 @@ class PsfModel:
         img = np.clip(img, 0.0, None)
         total = img.sum()
         return img / total if total > 0 else img
+
+    def stamps(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """:meth:`image` at many whole-pixel positions at once (no sub-pixel shift): (n, size, size)."""
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        comps = self.components.astype(np.float64)
+        out = np.repeat(comps[:1], len(x), axis=0)
+        if len(comps) > 1:
+            u, v = self._uv(x, y)
+            out += np.asarray(u)[:, None, None] * comps[1] + np.asarray(v)[:, None, None] * comps[2]
+        out = np.clip(out, 0.0, None)
+        total = out.sum(axis=(1, 2), keepdims=True)
+        return np.divide(out, total, out=out, where=total > 0)
 
 
 def gaussian_psf(sigma: float, size: int = 25, shape: tuple[int, int] = (1, 1)) -> PsfModel:

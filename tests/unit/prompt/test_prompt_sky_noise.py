@@ -113,3 +113,23 @@ def test_local_factor_keeps_noise_detections_at_the_gaussian_rate() -> None:
     per_col = {k: (v[0] / 920, v[1] / 56) for k, v in counts.items()}
     assert per_col["global"][1] > 5 * per_col["global"][0]
     assert per_col["local"][1] < 3 * max(per_col["local"][0], 1 / 920)
+
+
+def test_whole_pixel_fits_are_psf_photometry_vectorised() -> None:
+    """The sky fits' vectorised path gives psf_photometry's flux, error and χ² (spatially varying PSF, masks)."""
+    from pachon.pipelines.prompt.measure import psf_photometry_at_pixels
+    from pachon.pipelines.prompt.psf import PsfModel
+
+    rng = np.random.default_rng(7)
+    g = gaussian_psf(1.9, size=25).components[0]
+    comps = np.stack([g, 0.05 * (np.roll(g, 1, axis=0) - g), 0.03 * (np.roll(g, 1, axis=1) - g)])
+    psf = PsfModel(components=comps, shape=(512, 512), fwhm=4.5, n_stars=10)
+    image = rng.normal(size=(512, 512)).astype(np.float32)
+    var = (1 + 0.2 * rng.random((512, 512))).astype(np.float32)
+    bad = rng.random((512, 512)) < 0.02
+    ix, iy = rng.integers(20, 492, 2000), rng.integers(20, 492, 2000)
+    flux, err, chi2 = psf_photometry_at_pixels(image, var, bad, psf, ix, iy)
+    loop = psf_photometry(image, var, bad, psf, ix.astype(float), iy.astype(float))
+    np.testing.assert_allclose(flux, np.asarray(loop["flux"]), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(err, np.asarray(loop["fluxErr"]), rtol=1e-9)
+    np.testing.assert_allclose(chi2, np.asarray(loop["chi2"]), rtol=1e-9)
